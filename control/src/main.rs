@@ -1,0 +1,173 @@
+//! `skiff-control`: the control plane binary.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use skiff_control::bench::{self, BenchConfig};
+use skiff_control::server::{ApiServer, ServerConfig};
+use skiff_control::store::{etcd::EtcdStore, sqlite, Store};
+
+#[derive(Parser)]
+#[command(name = "skiff-control", version, about = "skiff's control plane: a Kubernetes-compatible API server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API over HTTPS.
+    Serve(ServeArgs),
+    /// Measure create throughput/latency and watch fan-out on a scratch store.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Where the store, credentials and admin kubeconfig live.
+    #[arg(long, default_value = "/var/lib/skiff/control")]
+    data_dir: PathBuf,
+    /// Address and port to serve HTTPS on.
+    #[arg(long, default_value = "0.0.0.0:6443")]
+    listen: SocketAddr,
+    /// `sqlite` (embedded, in the data dir) or `etcd=URL,URL…`.
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    /// Address other machines reach the API at (default: the listen address or a host address).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+    /// Range Service ClusterIPs come from.
+    #[arg(long, default_value = skiff_api::constants::DEFAULT_SERVICE_CIDR)]
+    service_cidr: String,
+    /// NodePort range, `LOW-HIGH`.
+    #[arg(long, default_value = "30000-32767")]
+    node_port_range: String,
+    /// Seconds between watch bookmarks.
+    #[arg(long, default_value_t = 60)]
+    bookmark_interval: u64,
+    /// Extra DNS names or IPs for the serving certificate.
+    #[arg(long = "tls-san")]
+    tls_sans: Vec<String>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// `sqlite` (a temp dir) or `etcd=URL,URL…`.
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    /// Pods created per concurrency level.
+    #[arg(long, default_value_t = 4000)]
+    pods: usize,
+    /// Concurrency levels, comma-separated.
+    #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
+    clients: Vec<usize>,
+    /// Watchers for the fan-out measurement.
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+    /// Writes observed by the watchers.
+    #[arg(long, default_value_t = 200)]
+    writes: usize,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16)> {
+    let (lo, hi) = s.split_once('-').with_context(|| format!("node port range {s:?}: expected LOW-HIGH"))?;
+    let lo: u16 = lo.trim().parse().with_context(|| format!("node port range {s:?}: bad low port"))?;
+    let hi: u16 = hi.trim().parse().with_context(|| format!("node port range {s:?}: bad high port"))?;
+    if lo == 0 || lo > hi {
+        bail!("node port range {s:?}: low must be between 1 and high");
+    }
+    Ok((lo, hi))
+}
+
+/// Opens the store named by `--store`.
+pub async fn open_store(spec: &str, data_dir: &std::path::Path) -> Result<Arc<dyn Store>> {
+    if spec == "sqlite" {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let path = data_dir.join("state.db");
+        let store = sqlite::SqliteStore::open(&path, sqlite::SqliteOptions::default())
+            .await
+            .with_context(|| format!("opening sqlite store {}", path.display()))?;
+        Ok(store)
+    } else if let Some(urls) = spec.strip_prefix("etcd=") {
+        let endpoints: Vec<String> = urls.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        if endpoints.is_empty() {
+            bail!("--store etcd=…: no endpoints given");
+        }
+        let store = EtcdStore::connect(&endpoints, "/skiff")
+            .await
+            .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
+        Ok(store)
+    } else {
+        bail!("--store {spec:?}: expected `sqlite` or `etcd=URL,URL…`")
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let store = open_store(&args.store, &args.data_dir).await?;
+    let mut config = ServerConfig::new(args.data_dir.clone(), args.listen);
+    config.advertise_address = args.advertise_address;
+    config.service_cidr = args.service_cidr;
+    config.node_port_range = parse_port_range(&args.node_port_range)?;
+    config.bookmark_interval = Duration::from_secs(args.bookmark_interval.max(1));
+    config.extra_sans = args.tls_sans;
+    let api = ApiServer::new(store, config).context("setting up the API server")?;
+    let handle = api.start().await.context("starting the API server")?;
+    let kubeconfig = args.data_dir.join("admin.kubeconfig");
+    println!("skiff-control serving https://{}", handle.local_addr);
+    println!("admin kubeconfig: {}", kubeconfig.display());
+    println!("node join token:  {}", args.data_dir.join("node-token").display());
+    println!("try: skiffctl --kubeconfig {} get namespaces", kubeconfig.display());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    Ok(())
+}
+
+async fn run_bench(args: BenchArgs) -> Result<()> {
+    let scratch = tempfile_dir()?;
+    let store = open_store(&args.store, &scratch).await?;
+    let config = BenchConfig {
+        pods: args.pods,
+        clients: args.clients,
+        watchers: args.watchers,
+        writes: args.writes,
+    };
+    let report = bench::run(store, &scratch, &config).await?;
+    println!("{report}");
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("skiff-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Bench(args) => run_bench(args).await,
+        }
+    })
+}

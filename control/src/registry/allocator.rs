@@ -1,0 +1,272 @@
+//! Service ClusterIP and NodePort allocation.
+//!
+//! Each allocation is a key in the store (`/registry/ranges/serviceips/{ip}`,
+//! `/registry/ranges/servicenodeports/{port}`) created with create-if-absent, so two API
+//! servers on one etcd can never hand out the same address, and a restart forgets nothing.
+//! A repair pass releases allocations whose Service is gone (a crash between allocating and
+//! creating the Service leaves such a key); it only releases keys seen orphaned on two passes
+//! in a row, so an allocation whose Service create is still in flight is never taken back.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use rand::Rng;
+use serde_json::Value;
+
+use crate::store::{Store, StoreError};
+
+const IP_PREFIX: &str = "/registry/ranges/serviceips/";
+const PORT_PREFIX: &str = "/registry/ranges/servicenodeports/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AllocError {
+    #[error("invalid service CIDR {cidr:?}: {why}")]
+    BadCidr { cidr: String, why: &'static str },
+    #[error("provided IP {0} is not in the valid range of the service CIDR {1}")]
+    IpOutOfRange(Ipv4Addr, String),
+    #[error("provided IP {0} is already allocated")]
+    IpTaken(Ipv4Addr),
+    #[error("range of service IPs {0} is full")]
+    IpsExhausted(String),
+    #[error("provided port {0} is not in the valid range {1}-{2}")]
+    PortOutOfRange(u16, u16, u16),
+    #[error("provided port {0} is already allocated")]
+    PortTaken(u16),
+    #[error("range of node ports {0}-{1} is full")]
+    PortsExhausted(u16, u16),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A parsed IPv4 CIDR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    pub base: u32,
+    pub prefix_len: u8,
+}
+
+impl Ipv4Cidr {
+    pub fn parse(s: &str) -> Result<Self, AllocError> {
+        let bad = |why| AllocError::BadCidr { cidr: s.to_string(), why };
+        let (ip, len) = s.split_once('/').ok_or_else(|| bad("expected ADDRESS/LENGTH"))?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| bad("not an IPv4 address"))?;
+        let prefix_len: u8 = len.parse().map_err(|_| bad("prefix length is not a number"))?;
+        if !(8..=30).contains(&prefix_len) {
+            return Err(bad("prefix length must be between 8 and 30"));
+        }
+        let mask = u32::MAX << (32 - prefix_len);
+        Ok(Ipv4Cidr { base: u32::from(ip) & mask, prefix_len })
+    }
+
+    pub fn size(&self) -> u32 {
+        1u32 << (32 - self.prefix_len)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let v = u32::from(ip);
+        v >= self.base && v - self.base < self.size()
+    }
+
+    /// The `n`th address of the range.
+    pub fn nth(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + n)
+    }
+
+    pub fn display(&self) -> String {
+        format!("{}/{}", Ipv4Addr::from(self.base), self.prefix_len)
+    }
+}
+
+pub struct ServiceAllocator {
+    store: Arc<dyn Store>,
+    cidr: Ipv4Cidr,
+    ports: (u16, u16),
+    /// Orphans seen by the previous repair pass.
+    suspects: Mutex<HashSet<String>>,
+}
+
+impl ServiceAllocator {
+    pub fn new(store: Arc<dyn Store>, cidr: Ipv4Cidr, ports: (u16, u16)) -> Self {
+        ServiceAllocator { store, cidr, ports, suspects: Mutex::new(HashSet::new()) }
+    }
+
+    pub fn cidr(&self) -> Ipv4Cidr {
+        self.cidr
+    }
+
+    /// The first usable address: the `kubernetes` Service's.
+    pub fn api_service_ip(&self) -> Ipv4Addr {
+        self.cidr.nth(1)
+    }
+
+    /// The tenth address: the cluster DNS Service's.
+    pub fn dns_service_ip(&self) -> Ipv4Addr {
+        self.cidr.nth(10)
+    }
+
+    /// Addresses below this offset are only given when asked for by name (Kubernetes'
+    /// static band), so fixed addresses such as the DNS service's stay free.
+    fn static_band(&self) -> u32 {
+        (self.cidr.size() / 16).clamp(16, 256)
+    }
+
+    /// Allocates `requested`, or a free address when `None`.
+    pub async fn allocate_ip(&self, requested: Option<Ipv4Addr>, owner: &str) -> Result<Ipv4Addr, AllocError> {
+        let size = self.cidr.size();
+        if let Some(ip) = requested {
+            let offset = u32::from(ip).wrapping_sub(self.cidr.base);
+            if !self.cidr.contains(ip) || offset == 0 || offset == size - 1 {
+                return Err(AllocError::IpOutOfRange(ip, self.cidr.display()));
+            }
+            return match self.store.create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec()).await {
+                Ok(_) => Ok(ip),
+                Err(StoreError::AlreadyExists(_)) => Err(AllocError::IpTaken(ip)),
+                Err(e) => Err(e.into()),
+            };
+        }
+        let band = self.static_band().min(size - 2);
+        let dynamic = size - 1 - band;
+        // Random probing first: with a sparse range one try almost always succeeds.
+        for _ in 0..32 {
+            let offset = band + rand::rng().random_range(0..dynamic.max(1));
+            if offset == 0 || offset >= size - 1 {
+                continue;
+            }
+            let ip = self.cidr.nth(offset);
+            match self.store.create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec()).await {
+                Ok(_) => return Ok(ip),
+                Err(StoreError::AlreadyExists(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Crowded: pick from the complement of what is allocated, upper band first.
+        let taken: HashSet<String> = self.allocated(IP_PREFIX).await?;
+        let candidates = (band..size - 1).chain(1..band);
+        for offset in candidates {
+            let ip = self.cidr.nth(offset);
+            if taken.contains(&ip.to_string()) {
+                continue;
+            }
+            match self.store.create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec()).await {
+                Ok(_) => return Ok(ip),
+                Err(StoreError::AlreadyExists(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AllocError::IpsExhausted(self.cidr.display()))
+    }
+
+    pub async fn release_ip(&self, ip: Ipv4Addr) -> Result<(), AllocError> {
+        release(&*self.store, &format!("{IP_PREFIX}{ip}")).await
+    }
+
+    pub async fn allocate_port(&self, requested: Option<u16>, owner: &str) -> Result<u16, AllocError> {
+        let (lo, hi) = self.ports;
+        if let Some(port) = requested {
+            if !(lo..=hi).contains(&port) {
+                return Err(AllocError::PortOutOfRange(port, lo, hi));
+            }
+            return match self.store.create(&format!("{PORT_PREFIX}{port}"), owner.as_bytes().to_vec()).await {
+                Ok(_) => Ok(port),
+                Err(StoreError::AlreadyExists(_)) => Err(AllocError::PortTaken(port)),
+                Err(e) => Err(e.into()),
+            };
+        }
+        let taken = self.allocated(PORT_PREFIX).await?;
+        let free: Vec<u16> = (lo..=hi).filter(|p| !taken.contains(&p.to_string())).collect();
+        if free.is_empty() {
+            return Err(AllocError::PortsExhausted(lo, hi));
+        }
+        let start = rand::rng().random_range(0..free.len());
+        for port in free[start..].iter().chain(&free[..start]) {
+            match self.store.create(&format!("{PORT_PREFIX}{port}"), owner.as_bytes().to_vec()).await {
+                Ok(_) => return Ok(*port),
+                Err(StoreError::AlreadyExists(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AllocError::PortsExhausted(lo, hi))
+    }
+
+    pub async fn release_port(&self, port: u16) -> Result<(), AllocError> {
+        release(&*self.store, &format!("{PORT_PREFIX}{port}")).await
+    }
+
+    async fn allocated(&self, prefix: &str) -> Result<HashSet<String>, AllocError> {
+        Ok(self
+            .store
+            .list(prefix, None, 0)
+            .await?
+            .items
+            .into_iter()
+            .map(|kv| kv.key[prefix.len()..].to_string())
+            .collect())
+    }
+
+    /// Releases allocations no Service holds, given every Service object. Returns how many
+    /// were released.
+    pub async fn repair(&self, services: &[Value]) -> Result<usize, AllocError> {
+        let mut held: HashSet<String> = HashSet::new();
+        for svc in services {
+            if let Some(ips) = svc.pointer("/spec/clusterIPs").and_then(Value::as_array) {
+                held.extend(ips.iter().filter_map(Value::as_str).map(|ip| format!("{IP_PREFIX}{ip}")));
+            }
+            if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) {
+                held.insert(format!("{IP_PREFIX}{ip}"));
+            }
+            for port in svc.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(np) = port.get("nodePort").and_then(Value::as_u64) {
+                    held.insert(format!("{PORT_PREFIX}{np}"));
+                }
+            }
+            if let Some(np) = svc.pointer("/spec/healthCheckNodePort").and_then(Value::as_u64) {
+                held.insert(format!("{PORT_PREFIX}{np}"));
+            }
+        }
+        let mut orphans = HashSet::new();
+        for prefix in [IP_PREFIX, PORT_PREFIX] {
+            for kv in self.store.list(prefix, None, 0).await?.items {
+                if !held.contains(&kv.key) {
+                    orphans.insert(kv.key);
+                }
+            }
+        }
+        let confirmed: Vec<String> = {
+            let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+            let confirmed = orphans.intersection(&suspects).cloned().collect();
+            *suspects = orphans;
+            confirmed
+        };
+        for key in &confirmed {
+            tracing::warn!(key, "releasing service allocation no Service holds");
+            release(&*self.store, key).await?;
+        }
+        Ok(confirmed.len())
+    }
+}
+
+async fn release(store: &dyn Store, key: &str) -> Result<(), AllocError> {
+    match store.delete(key, None).await {
+        Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cidrs() {
+        let c = Ipv4Cidr::parse("10.96.0.0/12").unwrap();
+        assert_eq!(c.size(), 1 << 20);
+        assert_eq!(c.nth(1), Ipv4Addr::new(10, 96, 0, 1));
+        assert!(c.contains(Ipv4Addr::new(10, 111, 255, 255)));
+        assert!(!c.contains(Ipv4Addr::new(10, 112, 0, 0)));
+        assert_eq!(Ipv4Cidr::parse("10.96.0.5/12").unwrap().base, c.base);
+        for bad in ["10.96.0.0", "x/12", "10.96.0.0/40", "10.96.0.0/abc"] {
+            assert!(Ipv4Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

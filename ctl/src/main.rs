@@ -1,0 +1,670 @@
+//! skiffctl: skiff's command line, with kubectl's habits. Every request goes through
+//! kube-rs, configured from the kubeconfig kubectl would use.
+
+mod age;
+mod apply;
+mod client;
+mod create;
+mod delete;
+mod describe;
+mod edit;
+mod errors;
+mod explain;
+mod get;
+mod info;
+mod jsonpath;
+mod kubeconfig;
+mod labels;
+mod manifest;
+mod modify;
+mod output;
+mod table;
+mod target;
+mod threeway;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{Cluster, Globals};
+
+#[derive(Parser)]
+#[command(
+    name = "skiffctl",
+    version,
+    about = "skiffctl controls a skiff cluster, the way kubectl controls Kubernetes."
+)]
+struct Cli {
+    /// Path to the kubeconfig file (else $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    context: Option<String>,
+    /// The namespace to work in.
+    #[arg(short = 'n', long, global = true)]
+    namespace: Option<String>,
+    /// Log verbosity (6 and up logs every request).
+    #[arg(short = 'v', long = "v", global = true, default_value_t = 0)]
+    verbosity: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+struct AllNamespaces {
+    /// List the requested objects across all namespaces.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply a configuration to resources by file name or stdin.
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// Check manifests against the Kubernetes types before sending them.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        validate: bool,
+        /// Accepted for kubectl compatibility; directories are always read recursively.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+    },
+    /// Create resources from files or from flags.
+    #[command(args_conflicts_with_subcommands = true)]
+    Create {
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        validate: bool,
+        /// Record the manifest so a later `apply` can tell what was removed.
+        #[arg(long)]
+        save_config: bool,
+        #[command(subcommand)]
+        what: Option<CreateWhat>,
+    },
+    /// Replace resources by file name or stdin.
+    Replace {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        validate: bool,
+    },
+    /// Delete resources by type and names, files, label selector or --all.
+    Delete {
+        args: Vec<String>,
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// Delete every object of the given types in the namespace.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        ns: AllNamespaces,
+        /// Seconds the object gets to terminate gracefully (-1: its own default).
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        grace_period: i64,
+        /// Remove the object at once, without waiting for its node.
+        #[arg(long)]
+        force: bool,
+        /// background, foreground or orphan.
+        #[arg(long, default_value = "background", num_args = 0..=1, default_missing_value = "background")]
+        cascade: String,
+        #[arg(long)]
+        ignore_not_found: bool,
+        /// Wait for the objects to be gone.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        wait: bool,
+        /// How long to wait (e.g. 30s, 5m); 0 waits as long as it takes.
+        #[arg(long, default_value = "0s")]
+        timeout: String,
+    },
+    /// Display one or many resources.
+    Get {
+        args: Vec<String>,
+        /// wide, yaml, json, name, jsonpath=…, custom-columns=…
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        #[arg(long)]
+        field_selector: Option<String>,
+        #[command(flatten)]
+        ns: AllNamespaces,
+        #[arg(long)]
+        show_labels: bool,
+        /// Label keys to show as columns.
+        #[arg(short = 'L', long = "label-columns", value_delimiter = ',')]
+        label_columns: Vec<String>,
+        #[arg(short = 'w', long)]
+        watch: bool,
+        #[arg(long)]
+        watch_only: bool,
+        #[arg(long)]
+        no_headers: bool,
+        #[arg(long)]
+        ignore_not_found: bool,
+    },
+    /// Show details of a resource or group of resources.
+    Describe {
+        args: Vec<String>,
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        #[command(flatten)]
+        ns: AllNamespaces,
+    },
+    /// Update the labels on a resource.
+    Label(LabelCmd),
+    /// Update the annotations on a resource.
+    Annotate(LabelCmd),
+    /// Set a new size for a deployment, replica set, replication controller or stateful set.
+    Scale {
+        args: Vec<String>,
+        #[arg(long)]
+        replicas: i64,
+        /// Precondition: only scale if the current size is this.
+        #[arg(long)]
+        current_replicas: Option<i64>,
+    },
+    /// Edit a resource in your editor.
+    Edit {
+        args: Vec<String>,
+        /// yaml (default) or json.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+    },
+    /// Update fields of a resource with a patch.
+    Patch {
+        args: Vec<String>,
+        #[arg(short = 'p', long)]
+        patch: String,
+        /// strategic, merge or json.
+        #[arg(long = "type", default_value = "strategic")]
+        patch_type: String,
+        #[arg(long)]
+        subresource: Option<String>,
+    },
+    /// Documentation of a resource and its fields.
+    Explain { what: String },
+    /// The resource types the server supports.
+    ApiResources {
+        #[arg(long, action = clap::ArgAction::Set)]
+        namespaced: Option<bool>,
+        #[arg(long)]
+        api_group: Option<String>,
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        #[arg(long)]
+        no_headers: bool,
+    },
+    /// Client and server versions.
+    Version {
+        #[arg(long)]
+        client: bool,
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+    },
+    /// Addresses of the control plane and cluster services.
+    ClusterInfo,
+    /// Show or change kubeconfig settings.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCmd,
+    },
+}
+
+#[derive(Args)]
+struct LabelCmd {
+    /// TYPE NAME… or TYPE/NAME…, then KEY=VALUE… and KEY-…
+    args: Vec<String>,
+    /// Allow changing existing values.
+    #[arg(long)]
+    overwrite: bool,
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    ns: AllNamespaces,
+}
+
+#[derive(Subcommand)]
+enum CreateWhat {
+    /// Create a namespace.
+    #[command(alias = "ns")]
+    Namespace {
+        name: String,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// Create a config map from literals, files or directories.
+    #[command(alias = "cm")]
+    Configmap {
+        name: String,
+        #[arg(long)]
+        from_literal: Vec<String>,
+        #[arg(long)]
+        from_file: Vec<String>,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// Create a secret.
+    Secret {
+        #[command(subcommand)]
+        kind: SecretKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretKind {
+    /// A secret from literals, files or directories.
+    Generic {
+        name: String,
+        #[arg(long)]
+        from_literal: Vec<String>,
+        #[arg(long)]
+        from_file: Vec<String>,
+        #[arg(long = "type", default_value = "Opaque")]
+        secret_type: String,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// A TLS secret from a PEM certificate and key.
+    Tls {
+        name: String,
+        #[arg(long)]
+        cert: String,
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+}
+
+#[derive(Args, Clone)]
+struct CreateCommon {
+    /// none, client (print only) or server.
+    #[arg(long, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    dry_run: String,
+    #[arg(short = 'o', long)]
+    output: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Show the merged kubeconfig, secrets redacted.
+    View {
+        #[arg(long)]
+        raw: bool,
+        #[arg(long)]
+        minify: bool,
+        /// Accepted for kubectl compatibility; data is shown inline with --raw.
+        #[arg(long)]
+        flatten: bool,
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+    },
+    /// Set the current context.
+    UseContext { name: String },
+    /// Show the current context.
+    CurrentContext,
+    /// List the contexts.
+    GetContexts,
+}
+
+fn parse_duration(text: &str) -> Result<Option<Duration>> {
+    let text = text.trim();
+    let (num, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid duration {text:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        other => anyhow::bail!("invalid duration unit {other:?} in {text:?}"),
+    };
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+}
+
+async fn connect(cli_globals: &Globals, all_namespaces: bool) -> Result<Cluster> {
+    let mut globals = cli_globals.clone();
+    globals.all_namespaces = all_namespaces;
+    Cluster::connect(&globals).await
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let globals = Globals {
+        kubeconfig: cli.kubeconfig.clone(),
+        context: cli.context.clone(),
+        namespace: cli.namespace.clone(),
+        all_namespaces: false,
+    };
+    match cli.command {
+        Command::Apply {
+            files, validate, ..
+        } => {
+            let cluster = connect(&globals, false).await?;
+            apply::run(&cluster, apply::Verb::Apply, &files, validate, false).await
+        }
+        Command::Create {
+            files,
+            validate,
+            save_config,
+            what,
+        } => match what {
+            None => {
+                let cluster = connect(&globals, false).await?;
+                apply::run(&cluster, apply::Verb::Create, &files, validate, save_config).await
+            }
+            Some(what) => {
+                let (object, common) = match what {
+                    CreateWhat::Namespace { name, common } => (create::namespace(&name), common),
+                    CreateWhat::Configmap {
+                        name,
+                        from_literal,
+                        from_file,
+                        common,
+                    } => {
+                        let entries =
+                            create::gather(&from_literal, &from_file, "ConfigMap", &name)?;
+                        (create::configmap(&name, &entries), common)
+                    }
+                    CreateWhat::Secret {
+                        kind:
+                            SecretKind::Generic {
+                                name,
+                                from_literal,
+                                from_file,
+                                secret_type,
+                                common,
+                            },
+                    } => {
+                        let entries = create::gather(&from_literal, &from_file, "Secret", &name)?;
+                        (create::secret(&name, &secret_type, &entries), common)
+                    }
+                    CreateWhat::Secret {
+                        kind:
+                            SecretKind::Tls {
+                                name,
+                                cert,
+                                key,
+                                common,
+                            },
+                    } => (create::tls_secret(&name, &cert, &key)?, common),
+                };
+                let cluster = if common.dry_run == "client" {
+                    None
+                } else {
+                    Some(connect(&globals, false).await?)
+                };
+                create::submit(
+                    cluster.as_ref(),
+                    object,
+                    &common.dry_run,
+                    common.output.as_deref(),
+                )
+                .await
+            }
+        },
+        Command::Replace { files, validate } => {
+            let cluster = connect(&globals, false).await?;
+            apply::run(&cluster, apply::Verb::Replace, &files, validate, false).await
+        }
+        Command::Delete {
+            args,
+            files,
+            selector,
+            all,
+            ns,
+            grace_period,
+            force,
+            cascade,
+            ignore_not_found,
+            wait,
+            timeout,
+        } => {
+            let cluster = connect(&globals, ns.all_namespaces).await?;
+            let args = delete::DeleteArgs {
+                args,
+                files,
+                selector,
+                all,
+                grace_period,
+                force,
+                cascade,
+                ignore_not_found,
+                wait,
+                timeout: parse_duration(&timeout)?,
+            };
+            delete::run(&cluster, &args).await
+        }
+        Command::Get {
+            args,
+            output,
+            selector,
+            field_selector,
+            ns,
+            show_labels,
+            label_columns,
+            watch,
+            watch_only,
+            no_headers,
+            ignore_not_found,
+        } => {
+            // Check the arguments before connecting, so mistakes read the same anywhere.
+            output::Format::parse(output.as_deref())?;
+            target::parse(&args, "get")?;
+            let cluster = connect(&globals, ns.all_namespaces).await?;
+            let args = get::GetArgs {
+                args,
+                output,
+                selector,
+                field_selector,
+                show_labels,
+                label_columns,
+                watch,
+                watch_only,
+                no_headers,
+                ignore_not_found,
+            };
+            get::run(&cluster, &args).await
+        }
+        Command::Describe { args, selector, ns } => {
+            target::parse(&args, "describe")?;
+            let cluster = connect(&globals, ns.all_namespaces).await?;
+            describe::run(&cluster, &args, selector.as_deref()).await
+        }
+        Command::Label(cmd) => label(&globals, labels::Field::Labels, cmd).await,
+        Command::Annotate(cmd) => label(&globals, labels::Field::Annotations, cmd).await,
+        Command::Scale {
+            args,
+            replicas,
+            current_replicas,
+        } => {
+            let cluster = connect(&globals, false).await?;
+            modify::scale(&cluster, &args, replicas, current_replicas).await
+        }
+        Command::Edit { args, output } => {
+            let json = match output.as_deref() {
+                None | Some("yaml") => false,
+                Some("json") => true,
+                Some(other) => anyhow::bail!("the edit mode must be yaml or json, not {other:?}"),
+            };
+            let cluster = connect(&globals, false).await?;
+            edit::run(&cluster, &args, json).await
+        }
+        Command::Patch {
+            args,
+            patch,
+            patch_type,
+            subresource,
+        } => {
+            let kind = modify::parse_patch_type(&patch_type)?;
+            let cluster = connect(&globals, false).await?;
+            modify::patch(&cluster, &args, &patch, kind, subresource.as_deref()).await
+        }
+        Command::Explain { what } => {
+            print!("{}", explain::explain(&what)?);
+            Ok(())
+        }
+        Command::ApiResources {
+            namespaced,
+            api_group,
+            output,
+            no_headers,
+        } => {
+            let cluster = connect(&globals, false).await?;
+            let args = info::ApiResourcesArgs {
+                namespaced,
+                api_group,
+                output,
+                no_headers,
+            };
+            info::api_resources(&cluster, &args).await
+        }
+        Command::Version { client, output } => {
+            if client {
+                info::version(None, output.as_deref()).await
+            } else {
+                let cluster = connect(&globals, false).await?;
+                info::version(Some(&cluster), output.as_deref()).await
+            }
+        }
+        Command::ClusterInfo => {
+            let cluster = connect(&globals, false).await?;
+            info::cluster_info(&cluster).await
+        }
+        Command::Config { what } => config(&globals, what),
+    }
+}
+
+async fn label(globals: &Globals, field: labels::Field, cmd: LabelCmd) -> Result<()> {
+    // Bad change specs are reported before any connection is made.
+    labels::parse_args(&cmd.args, field)?;
+    let cluster = connect(globals, cmd.ns.all_namespaces).await?;
+    let args = labels::LabelArgs {
+        args: cmd.args,
+        overwrite: cmd.overwrite,
+        selector: cmd.selector,
+        all: cmd.all,
+    };
+    labels::run(&cluster, field, &args).await
+}
+
+fn config(globals: &Globals, what: ConfigCmd) -> Result<()> {
+    let paths = kubeconfig::paths(globals.kubeconfig.as_deref())?;
+    match what {
+        ConfigCmd::View {
+            raw,
+            minify,
+            flatten: _,
+            output,
+        } => {
+            let merged = kubeconfig::merged(&paths)?;
+            let view = kubeconfig::view(&merged, raw, minify)?;
+            match output.as_deref() {
+                None | Some("yaml") => print!("{}", output::to_yaml(&view)),
+                Some("json") => print!("{}", output::to_json(&view)),
+                Some(spec) => match output::Format::parse(Some(spec))? {
+                    output::Format::JsonPath(t) => print!("{}", t.render(&view)),
+                    _ => anyhow::bail!("--output must be yaml, json or jsonpath=…"),
+                },
+            }
+        }
+        ConfigCmd::UseContext { name } => {
+            kubeconfig::use_context(&paths, &name)?;
+            println!("Switched to context \"{name}\".");
+        }
+        ConfigCmd::CurrentContext => {
+            let merged = kubeconfig::merged(&paths)?;
+            let (_, current) = kubeconfig::contexts(&merged);
+            if current.is_empty() {
+                anyhow::bail!("current-context is not set");
+            }
+            println!("{current}");
+        }
+        ConfigCmd::GetContexts => {
+            let merged = kubeconfig::merged(&paths)?;
+            let (list, current) = kubeconfig::contexts(&merged);
+            let header = ["CURRENT", "NAME", "CLUSTER", "AUTHINFO", "NAMESPACE"]
+                .map(String::from)
+                .to_vec();
+            let rows = list
+                .iter()
+                .map(|c| {
+                    let name = c.get("name").and_then(|v| v.as_str()).unwrap_or("");
+                    let field = |f: &str| {
+                        c.pointer(&format!("/context/{f}"))
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    vec![
+                        if name == current {
+                            "*".into()
+                        } else {
+                            String::new()
+                        },
+                        name.to_string(),
+                        field("cluster"),
+                        field("user"),
+                        field("namespace"),
+                    ]
+                })
+                .collect();
+            print!("{}", table::render(header, rows, false));
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(verbosity: u8) {
+    let default = match verbosity {
+        // kube-rs logs failures it also returns; the returned error is what the user sees.
+        0..=3 => "skiffctl=warn",
+        4..=5 => "skiffctl=info,kube=info",
+        6..=7 => "skiffctl=debug,kube=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFFCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbosity);
+    // Exactly one TLS backend is compiled in; make it the process default explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<errors::Reported>().is_some() => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{}", errors::render(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
