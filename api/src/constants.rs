@@ -1,7 +1,8 @@
 //! Names and numbers the skiff components agree on.
 
 /// Namespaces that exist from the first start and cannot be deleted.
-pub const BUILTIN_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const BUILTIN_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// The namespace node leases live in.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";

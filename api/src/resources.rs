@@ -91,31 +91,279 @@ macro_rules! resource {
 
 /// Every resource skiff serves.
 pub static RESOURCES: &[ResourceInfo] = &[
-    resource!("", "v1", "Namespace", "namespaces", "namespace", false, ["ns"], ["status", "finalize"], false),
-    resource!("", "v1", "Pod", "pods", "pod", true, ["po"], ["status", "binding", "log", "exec", "eviction", "attach", "portforward"], true),
-    resource!("", "v1", "Service", "services", "service", true, ["svc"], ["status"], true),
-    resource!("", "v1", "Endpoints", "endpoints", "endpoints", true, ["ep"], [], false),
-    resource!("", "v1", "Node", "nodes", "node", false, ["no"], ["status"], false),
-    resource!("", "v1", "ConfigMap", "configmaps", "configmap", true, ["cm"], [], false),
+    resource!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        ["ns"],
+        ["status", "finalize"],
+        false
+    ),
+    resource!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        ["po"],
+        [
+            "status",
+            "binding",
+            "log",
+            "exec",
+            "eviction",
+            "attach",
+            "portforward"
+        ],
+        true
+    ),
+    resource!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        true,
+        ["svc"],
+        ["status"],
+        true
+    ),
+    resource!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        ["ep"],
+        [],
+        false
+    ),
+    resource!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        false,
+        ["no"],
+        ["status"],
+        false
+    ),
+    resource!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        ["cm"],
+        [],
+        false
+    ),
     resource!("", "v1", "Secret", "secrets", "secret", true, [], [], false),
-    resource!("", "v1", "Event", "events", "event", true, ["ev"], [], false),
-    resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, ["sa"], ["token"], false),
-    resource!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, ["pv"], ["status"], false),
-    resource!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, ["pvc"], ["status"], false),
-    resource!("", "v1", "LimitRange", "limitranges", "limitrange", true, ["limits"], [], false),
-    resource!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, ["quota"], ["status"], false),
-    resource!("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true, ["rc"], ["status", "scale"], true),
-    resource!("apps", "v1", "Deployment", "deployments", "deployment", true, ["deploy"], ["status", "scale"], true),
-    resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, ["rs"], ["status", "scale"], true),
-    resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, ["ds"], ["status"], true),
-    resource!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, ["sts"], ["status", "scale"], true),
-    resource!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, [], [], false),
-    resource!("batch", "v1", "Job", "jobs", "job", true, [], ["status"], true),
-    resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, ["cj"], ["status"], true),
-    resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, [], [], false),
-    resource!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, ["hpa"], ["status"], true),
-    resource!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, ["netpol"], [], false),
-    resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, [], [], false),
+    resource!(
+        "",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        ["ev"],
+        [],
+        false
+    ),
+    resource!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        ["sa"],
+        ["token"],
+        false
+    ),
+    resource!(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        "persistentvolume",
+        false,
+        ["pv"],
+        ["status"],
+        false
+    ),
+    resource!(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        ["pvc"],
+        ["status"],
+        false
+    ),
+    resource!(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        "limitrange",
+        true,
+        ["limits"],
+        [],
+        false
+    ),
+    resource!(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        "resourcequota",
+        true,
+        ["quota"],
+        ["status"],
+        false
+    ),
+    resource!(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        "replicationcontroller",
+        true,
+        ["rc"],
+        ["status", "scale"],
+        true
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        ["deploy"],
+        ["status", "scale"],
+        true
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        ["rs"],
+        ["status", "scale"],
+        true
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        ["ds"],
+        ["status"],
+        true
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        ["sts"],
+        ["status", "scale"],
+        true
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+        [],
+        [],
+        false
+    ),
+    resource!(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        "job",
+        true,
+        [],
+        ["status"],
+        true
+    ),
+    resource!(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        true,
+        ["cj"],
+        ["status"],
+        true
+    ),
+    resource!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        [],
+        [],
+        false
+    ),
+    resource!(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        true,
+        ["hpa"],
+        ["status"],
+        true
+    ),
+    resource!(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        true,
+        ["netpol"],
+        [],
+        false
+    ),
+    resource!(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        [],
+        [],
+        false
+    ),
 ];
 
 /// The groups in discovery order, each with its one served version.
@@ -204,7 +452,11 @@ mod tests {
     fn every_kind_is_unique_and_groups_listed_once() {
         for (i, a) in RESOURCES.iter().enumerate() {
             for b in &RESOURCES[i + 1..] {
-                assert!(!(a.group == b.group && a.kind == b.kind), "{} twice", a.kind);
+                assert!(
+                    !(a.group == b.group && a.kind == b.kind),
+                    "{} twice",
+                    a.kind
+                );
             }
         }
         let groups = api_groups();

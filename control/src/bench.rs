@@ -53,7 +53,11 @@ impl Percentiles {
             let idx = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
             samples[idx].as_secs_f64() * 1000.0
         };
-        Percentiles { p50: at(0.50), p99: at(0.99), max: at(1.0) }
+        Percentiles {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        }
     }
 }
 
@@ -75,7 +79,11 @@ pub struct Report {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "store: {}", self.store)?;
-        writeln!(f, "{:>8} {:>8} {:>12} {:>10} {:>10}", "clients", "pods", "creates/s", "p50 ms", "p99 ms")?;
+        writeln!(
+            f,
+            "{:>8} {:>8} {:>12} {:>10} {:>10}",
+            "clients", "pods", "creates/s", "p50 ms", "p99 ms"
+        )?;
         for c in &self.creates {
             writeln!(
                 f,
@@ -109,15 +117,28 @@ fn pod(name: &str) -> Result<Pod, BenchError> {
 }
 
 async fn namespace(client: &Client, name: &str) -> Result<(), BenchError> {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).map_err(|e| BenchError::Kubeconfig(e.to_string()))?;
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))
+        .map_err(|e| BenchError::Kubeconfig(e.to_string()))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
     Ok(())
 }
 
 /// Runs the benchmark against a server on `store`, with credentials written to `dir`.
-pub async fn run(store: Arc<dyn Store>, dir: &Path, config: &BenchConfig) -> Result<Report, BenchError> {
+pub async fn run(
+    store: Arc<dyn Store>,
+    dir: &Path,
+    config: &BenchConfig,
+) -> Result<Report, BenchError> {
     let store_name = store.name();
-    let api = ApiServer::new(store, ServerConfig::new(dir.to_path_buf(), "127.0.0.1:0".parse().expect("literal address")))?;
+    let api = ApiServer::new(
+        store,
+        ServerConfig::new(
+            dir.to_path_buf(),
+            "127.0.0.1:0".parse().expect("literal address"),
+        ),
+    )?;
     let handle = api.start().await?;
     let client = client_for(dir).await?;
 
@@ -149,7 +170,10 @@ pub async fn run(store: Arc<dyn Store>, dir: &Path, config: &BenchConfig) -> Res
         }
         let mut latencies = Vec::new();
         for t in tasks {
-            latencies.extend(t.await.map_err(|e| BenchError::Kubeconfig(format!("create task: {e}")))??);
+            latencies.extend(
+                t.await
+                    .map_err(|e| BenchError::Kubeconfig(format!("create task: {e}")))??,
+            );
         }
         let elapsed = started.elapsed();
         creates.push(CreateResult {
@@ -165,13 +189,20 @@ pub async fn run(store: Arc<dyn Store>, dir: &Path, config: &BenchConfig) -> Res
     let ns = "bench-watch";
     namespace(&client, ns).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let rv = pods.list(&ListParams::default().limit(1)).await?.metadata.resource_version.unwrap_or_default();
+    let rv = pods
+        .list(&ListParams::default().limit(1))
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     let mut watchers = Vec::new();
     for w in 0..config.watchers {
         let pods = pods.clone();
         let rv = rv.clone();
         let writes = config.writes;
-        let stream = pods.watch(&WatchParams::default().timeout(290), &rv).await?;
+        let stream = pods
+            .watch(&WatchParams::default().timeout(290), &rv)
+            .await?;
         watchers.push(tokio::spawn(async move {
             let mut seen = vec![None; writes];
             let mut count = 0;
@@ -179,7 +210,12 @@ pub async fn run(store: Arc<dyn Store>, dir: &Path, config: &BenchConfig) -> Res
             while count < writes {
                 match stream.try_next().await {
                     Ok(Some(WatchEvent::Added(p))) => {
-                        let idx = p.metadata.name.as_deref().and_then(|n| n.strip_prefix("w-")).and_then(|i| i.parse::<usize>().ok());
+                        let idx = p
+                            .metadata
+                            .name
+                            .as_deref()
+                            .and_then(|n| n.strip_prefix("w-"))
+                            .and_then(|i| i.parse::<usize>().ok());
                         if let Some(i) = idx.filter(|i| *i < writes) {
                             if seen[i].is_none() {
                                 seen[i] = Some(Instant::now());
@@ -197,11 +233,14 @@ pub async fn run(store: Arc<dyn Store>, dir: &Path, config: &BenchConfig) -> Res
     let mut starts = Vec::new();
     for i in 0..config.writes {
         starts.push(Instant::now());
-        pods.create(&PostParams::default(), &pod(&format!("w-{i}"))?).await?;
+        pods.create(&PostParams::default(), &pod(&format!("w-{i}"))?)
+            .await?;
     }
     let mut last_delivery: Vec<Option<Instant>> = vec![None; config.writes];
     for w in watchers {
-        let seen = w.await.map_err(|e| BenchError::Kubeconfig(format!("watch task: {e}")))??;
+        let seen = w
+            .await
+            .map_err(|e| BenchError::Kubeconfig(format!("watch task: {e}")))??;
         for (i, t) in seen.into_iter().enumerate() {
             if let Some(t) = t {
                 last_delivery[i] = Some(last_delivery[i].map_or(t, |l: Instant| l.max(t)));

@@ -12,7 +12,11 @@ use skiff_control::server::{ApiServer, ServerConfig};
 use skiff_control::store::{etcd::EtcdStore, sqlite, Store};
 
 #[derive(Parser)]
-#[command(name = "skiff-control", version, about = "skiff's control plane: a Kubernetes-compatible API server")]
+#[command(
+    name = "skiff-control",
+    version,
+    about = "skiff's control plane: a Kubernetes-compatible API server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,9 +78,17 @@ struct BenchArgs {
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16)> {
-    let (lo, hi) = s.split_once('-').with_context(|| format!("node port range {s:?}: expected LOW-HIGH"))?;
-    let lo: u16 = lo.trim().parse().with_context(|| format!("node port range {s:?}: bad low port"))?;
-    let hi: u16 = hi.trim().parse().with_context(|| format!("node port range {s:?}: bad high port"))?;
+    let (lo, hi) = s
+        .split_once('-')
+        .with_context(|| format!("node port range {s:?}: expected LOW-HIGH"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .with_context(|| format!("node port range {s:?}: bad low port"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .with_context(|| format!("node port range {s:?}: bad high port"))?;
     if lo == 0 || lo > hi {
         bail!("node port range {s:?}: low must be between 1 and high");
     }
@@ -86,14 +98,19 @@ fn parse_port_range(s: &str) -> Result<(u16, u16)> {
 /// Opens the store named by `--store`.
 pub async fn open_store(spec: &str, data_dir: &std::path::Path) -> Result<Arc<dyn Store>> {
     if spec == "sqlite" {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
         let path = data_dir.join("state.db");
         let store = sqlite::SqliteStore::open(&path, sqlite::SqliteOptions::default())
             .await
             .with_context(|| format!("opening sqlite store {}", path.display()))?;
         Ok(store)
     } else if let Some(urls) = spec.strip_prefix("etcd=") {
-        let endpoints: Vec<String> = urls.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        let endpoints: Vec<String> = urls
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         if endpoints.is_empty() {
             bail!("--store etcd=…: no endpoints given");
         }
@@ -119,8 +136,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let kubeconfig = args.data_dir.join("admin.kubeconfig");
     println!("skiff-control serving https://{}", handle.local_addr);
     println!("admin kubeconfig: {}", kubeconfig.display());
-    println!("node join token:  {}", args.data_dir.join("node-token").display());
-    println!("try: skiffctl --kubeconfig {} get namespaces", kubeconfig.display());
+    println!(
+        "node join token:  {}",
+        args.data_dir.join("node-token").display()
+    );
+    println!(
+        "try: skiffctl --kubeconfig {} get namespaces",
+        kubeconfig.display()
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing SIGTERM handler")?;

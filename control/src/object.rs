@@ -69,7 +69,9 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    metadata(obj).and_then(|m| m.get(field)).and_then(Value::as_str)
+    metadata(obj)
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
 }
 
 pub fn set_meta(obj: &mut Value, field: &str, value: Value) {
@@ -116,7 +118,11 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     metadata(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use rand::Rng;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,10 @@ pub struct ClusterPki {
 
 const CA_COMMON_NAME: &str = "skiff-ca";
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PkiError + 'a {
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> PkiError + 'a {
     move |source| PkiError::Io {
         action,
         path: path.to_path_buf(),
@@ -76,7 +79,10 @@ pub fn write_secret_file(path: &Path, contents: &str) -> Result<(), PkiError> {
     fs::rename(&tmp, path).map_err(io_err("rename", path))
 }
 
-fn read_or_create(path: &Path, create: impl FnOnce() -> Result<String, PkiError>) -> Result<String, PkiError> {
+fn read_or_create(
+    path: &Path,
+    create: impl FnOnce() -> Result<String, PkiError>,
+) -> Result<String, PkiError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(s),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -124,15 +130,21 @@ pub fn load_or_create(data_dir: &Path, sans: &[String]) -> Result<ClusterPki, Pk
     let ca_key_pem = read_or_create(&ca_key_path, || {
         // A new CA key makes any old CA certificate useless.
         let _ = fs::remove_file(&ca_cert_path);
-        Ok(KeyPair::generate().map_err(cert_err("ca key"))?.serialize_pem())
+        Ok(KeyPair::generate()
+            .map_err(cert_err("ca key"))?
+            .serialize_pem())
     })?;
     let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(cert_err("ca key"))?;
     let ca_pem = read_or_create(&ca_cert_path, || {
-        Ok(ca_params()?.self_signed(&ca_key).map_err(cert_err("ca"))?.pem())
+        Ok(ca_params()?
+            .self_signed(&ca_key)
+            .map_err(cert_err("ca"))?
+            .pem())
     })?;
     let issuer = Issuer::new(ca_params()?, ca_key);
 
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err("serving params"))?;
+    let mut params =
+        CertificateParams::new(Vec::<String>::new()).map_err(cert_err("serving params"))?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "kube-apiserver");
     params.distinguished_name = dn;
@@ -186,7 +198,11 @@ pub fn kubeconfig(server_url: &str, ca_pem: &str, user: &str, token: &str) -> St
 
 /// The names a serving certificate must carry: loopback, the service IP, the in-cluster names,
 /// the host's name and the address the server listens on (unless it is a wildcard).
-pub fn default_sans(listen: IpAddr, extra: &[String], kubernetes_service_ip: IpAddr) -> Vec<String> {
+pub fn default_sans(
+    listen: IpAddr,
+    extra: &[String],
+    kubernetes_service_ip: IpAddr,
+) -> Vec<String> {
     let mut sans: Vec<String> = vec![
         "localhost".into(),
         "127.0.0.1".into(),
@@ -194,7 +210,10 @@ pub fn default_sans(listen: IpAddr, extra: &[String], kubernetes_service_ip: IpA
         "kubernetes".into(),
         "kubernetes.default".into(),
         "kubernetes.default.svc".into(),
-        format!("kubernetes.default.svc.{}", skiff_api::constants::CLUSTER_DOMAIN),
+        format!(
+            "kubernetes.default.svc.{}",
+            skiff_api::constants::CLUSTER_DOMAIN
+        ),
         kubernetes_service_ip.to_string(),
     ];
     if let Ok(host) = fs::read_to_string("/proc/sys/kernel/hostname") {
@@ -223,7 +242,11 @@ pub fn local_addresses() -> Vec<IpAddr> {
     let mut last_ip: Option<IpAddr> = None;
     for line in text.lines() {
         let t = line.trim_start_matches([' ', '|', '+', '-', '`']);
-        if let Some(ip) = t.split_whitespace().next().and_then(|w| w.parse::<IpAddr>().ok()) {
+        if let Some(ip) = t
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse::<IpAddr>().ok())
+        {
             last_ip = Some(ip);
         } else if t.contains("/32 host LOCAL") {
             if let Some(ip) = last_ip {
@@ -249,7 +272,10 @@ mod tests {
         assert_eq!(first.admin_token, second.admin_token);
         assert_eq!(first.node_token, second.node_token);
         assert_ne!(first.cert_pem, second.cert_pem, "serving cert is re-issued");
-        let mode = fs::metadata(dir.path().join("pki/ca.key")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("pki/ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

@@ -8,8 +8,8 @@ use common::{eventually, TestServer};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-    WatchEvent, WatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use serde_json::{json, Value};
 use skiff_api::resources::{ResourceInfo, RESOURCES};
@@ -35,25 +35,49 @@ fn template() -> Value {
 fn sample(r: &ResourceInfo, name: &str) -> Value {
     let selector = json!({"matchLabels": {"app": "x"}});
     let body = match r.kind {
-        "Namespace" | "ServiceAccount" | "Secret" | "LimitRange" | "Lease" | "NetworkPolicy" => json!({}),
+        "Namespace" | "ServiceAccount" | "Secret" | "LimitRange" | "Lease" | "NetworkPolicy" => {
+            json!({})
+        }
         "ConfigMap" => json!({"data": {"k": "v"}}),
         "Pod" => json!({"spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}),
         "Service" => json!({"spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}),
-        "Endpoints" => json!({"subsets": [{"addresses": [{"ip": "10.244.1.5"}], "ports": [{"port": 80}]}]}),
+        "Endpoints" => {
+            json!({"subsets": [{"addresses": [{"ip": "10.244.1.5"}], "ports": [{"port": 80}]}]})
+        }
         "Node" => json!({"spec": {}}),
-        "Event" => json!({"involvedObject": {"kind": "Pod", "name": "p", "namespace": "crud"}, "reason": "Test", "message": "m", "type": "Normal"}),
-        "PersistentVolume" => json!({"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/pv"}}}),
-        "PersistentVolumeClaim" => json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+        "Event" => {
+            json!({"involvedObject": {"kind": "Pod", "name": "p", "namespace": "crud"}, "reason": "Test", "message": "m", "type": "Normal"})
+        }
+        "PersistentVolume" => {
+            json!({"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/pv"}}})
+        }
+        "PersistentVolumeClaim" => {
+            json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+        }
         "ResourceQuota" => json!({"spec": {"hard": {"pods": "100"}}}),
-        "ReplicationController" => json!({"spec": {"replicas": 1, "selector": {"app": "x"}, "template": template()}}),
-        "Deployment" | "ReplicaSet" => json!({"spec": {"replicas": 1, "selector": selector, "template": template()}}),
+        "ReplicationController" => {
+            json!({"spec": {"replicas": 1, "selector": {"app": "x"}, "template": template()}})
+        }
+        "Deployment" | "ReplicaSet" => {
+            json!({"spec": {"replicas": 1, "selector": selector, "template": template()}})
+        }
         "DaemonSet" => json!({"spec": {"selector": selector, "template": template()}}),
-        "StatefulSet" => json!({"spec": {"serviceName": "x", "selector": selector, "template": template()}}),
+        "StatefulSet" => {
+            json!({"spec": {"serviceName": "x", "selector": selector, "template": template()}})
+        }
         "ControllerRevision" => json!({"revision": 1, "data": {}}),
-        "Job" => json!({"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}),
-        "CronJob" => json!({"spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}}}),
-        "HorizontalPodAutoscaler" => json!({"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"}, "maxReplicas": 3}}),
-        "EndpointSlice" => json!({"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.1.5"]}]}),
+        "Job" => {
+            json!({"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}})
+        }
+        "CronJob" => {
+            json!({"spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}}})
+        }
+        "HorizontalPodAutoscaler" => {
+            json!({"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"}, "maxReplicas": 3}})
+        }
+        "EndpointSlice" => {
+            json!({"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.1.5"]}]})
+        }
         other => panic!("no sample for {other}"),
     };
     let mut obj = body;
@@ -65,7 +89,10 @@ fn sample(r: &ResourceInfo, name: &str) -> Value {
 
 async fn create_namespace(client: &kube::Client, name: &str) {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -77,29 +104,56 @@ async fn crud_for_every_resource() {
         let api = dynamic(&client, r, "crud");
         let name = format!("s-{}", r.singular);
         let obj: DynamicObject = serde_json::from_value(sample(r, &name)).unwrap();
-        let created = api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create {}: {e}", r.kind));
+        let created = api
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("create {}: {e}", r.kind));
         assert!(created.metadata.uid.is_some(), "{} has a uid", r.kind);
         assert!(created.metadata.creation_timestamp.is_some());
         let rv1 = created.metadata.resource_version.clone().unwrap();
 
-        let got = api.get(&name).await.unwrap_or_else(|e| panic!("get {}: {e}", r.kind));
+        let got = api
+            .get(&name)
+            .await
+            .unwrap_or_else(|e| panic!("get {}: {e}", r.kind));
         assert_eq!(got.metadata.resource_version.as_deref(), Some(rv1.as_str()));
-        let listed = api.list(&ListParams::default().labels("sample=yes")).await.unwrap();
-        assert!(listed.items.iter().any(|o| o.metadata.name.as_deref() == Some(&name)), "{} listed", r.kind);
+        let listed = api
+            .list(&ListParams::default().labels("sample=yes"))
+            .await
+            .unwrap();
+        assert!(
+            listed
+                .items
+                .iter()
+                .any(|o| o.metadata.name.as_deref() == Some(&name)),
+            "{} listed",
+            r.kind
+        );
 
         let patched = api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"touched": "1"}}})))
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"touched": "1"}}})),
+            )
             .await
             .unwrap_or_else(|e| panic!("patch {}: {e}", r.kind));
-        assert_ne!(patched.metadata.resource_version.as_deref(), Some(rv1.as_str()));
+        assert_ne!(
+            patched.metadata.resource_version.as_deref(),
+            Some(rv1.as_str())
+        );
         let mut replaced = patched.clone();
         replaced.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
-        api.replace(&name, &PostParams::default(), &replaced).await.unwrap_or_else(|e| panic!("replace {}: {e}", r.kind));
+        api.replace(&name, &PostParams::default(), &replaced)
+            .await
+            .unwrap_or_else(|e| panic!("replace {}: {e}", r.kind));
 
         if r.kind == "Namespace" {
             continue; // namespace deletion has its own test
         }
-        api.delete(&name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("delete {}: {e}", r.kind));
+        api.delete(&name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("delete {}: {e}", r.kind));
         match api.get(&name).await {
             Err(kube::Error::Api(e)) => assert_eq!(e.code, 404, "{} gone", r.kind),
             other => panic!("{} still there after delete: {other:?}", r.kind),
@@ -112,39 +166,86 @@ async fn stale_update_conflicts_and_generation_tracks_spec() {
     let server = TestServer::start().await;
     let client = server.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"a": "1"}})).unwrap();
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"a": "1"}})).unwrap();
     let created = cms.create(&PostParams::default(), &cm).await.unwrap();
     let mut first = created.clone();
     first.data = Some([("a".into(), "2".into())].into());
-    cms.replace("c", &PostParams::default(), &first).await.unwrap();
+    cms.replace("c", &PostParams::default(), &first)
+        .await
+        .unwrap();
     let mut stale = created.clone();
     stale.data = Some([("a".into(), "3".into())].into());
     match cms.replace("c", &PostParams::default(), &stale).await {
         Err(kube::Error::Api(e)) => {
             assert_eq!(e.code, 409);
             assert_eq!(e.reason, "Conflict");
-            assert!(e.message.contains("the object has been modified"), "{}", e.message);
+            assert!(
+                e.message.contains("the object has been modified"),
+                "{}",
+                e.message
+            );
         }
         other => panic!("expected 409, got {other:?}"),
     }
     // A patch with a stale resourceVersion is a conflict too.
     let stale_rv = created.metadata.resource_version.clone().unwrap();
     let err = cms
-        .patch("c", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"resourceVersion": stale_rv}, "data": {"a": "4"}})))
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": stale_rv}, "data": {"a": "4"}})),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 409), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref e) if e.code == 409),
+        "{err:?}"
+    );
 
-    let deploys = dynamic(&client, skiff_api::resources::resolve("deploy").unwrap(), "default");
-    let d: DynamicObject = serde_json::from_value(sample(skiff_api::resources::resolve("deploy").unwrap(), "web")).unwrap();
+    let deploys = dynamic(
+        &client,
+        skiff_api::resources::resolve("deploy").unwrap(),
+        "default",
+    );
+    let d: DynamicObject = serde_json::from_value(sample(
+        skiff_api::resources::resolve("deploy").unwrap(),
+        "web",
+    ))
+    .unwrap();
     let d = deploys.create(&PostParams::default(), &d).await.unwrap();
     assert_eq!(d.metadata.generation, Some(1));
-    let d = deploys.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
-    assert_eq!(d.metadata.generation, Some(1), "metadata changes keep the generation");
-    let d = deploys.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}}))).await.unwrap();
-    assert_eq!(d.metadata.generation, Some(2), "spec changes bump the generation");
+    let d = deploys
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        d.metadata.generation,
+        Some(1),
+        "metadata changes keep the generation"
+    );
+    let d = deploys
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        d.metadata.generation,
+        Some(2),
+        "spec changes bump the generation"
+    );
     // An update that changes nothing writes nothing.
-    let same = deploys.replace("web", &PostParams::default(), &d).await.unwrap();
+    let same = deploys
+        .replace("web", &PostParams::default(), &d)
+        .await
+        .unwrap();
     assert_eq!(same.metadata.resource_version, d.metadata.resource_version);
 }
 
@@ -153,21 +254,41 @@ async fn watch_from_a_revision_sees_exactly_the_later_events_in_order() {
     let server = TestServer::start().await;
     let client = server.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let mk = |n: &str| -> ConfigMap { serde_json::from_value(json!({"metadata": {"name": n}, "data": {"v": "0"}})).unwrap() };
+    let mk = |n: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": n}, "data": {"v": "0"}})).unwrap()
+    };
     cms.create(&PostParams::default(), &mk("a")).await.unwrap();
     let b = cms.create(&PostParams::default(), &mk("b")).await.unwrap();
     let from = b.metadata.resource_version.clone().unwrap();
-    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"v": "1"}}))).await.unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "1"}})),
+    )
+    .await
+    .unwrap();
     cms.delete("b", &DeleteParams::default()).await.unwrap();
     cms.create(&PostParams::default(), &mk("c")).await.unwrap();
 
-    let mut stream = cms.watch(&WatchParams::default().timeout(10), &from).await.unwrap().boxed();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(10), &from)
+        .await
+        .unwrap()
+        .boxed();
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        match tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Some(WatchEvent::Added(o)) => seen.push(format!("ADDED {}", o.metadata.name.unwrap())),
-            Some(WatchEvent::Modified(o)) => seen.push(format!("MODIFIED {}", o.metadata.name.unwrap())),
-            Some(WatchEvent::Deleted(o)) => seen.push(format!("DELETED {}", o.metadata.name.unwrap())),
+            Some(WatchEvent::Modified(o)) => {
+                seen.push(format!("MODIFIED {}", o.metadata.name.unwrap()))
+            }
+            Some(WatchEvent::Deleted(o)) => {
+                seen.push(format!("DELETED {}", o.metadata.name.unwrap()))
+            }
             Some(WatchEvent::Bookmark(_)) => {}
             Some(WatchEvent::Error(e)) => panic!("watch error {e:?}"),
             None => break,
@@ -176,8 +297,18 @@ async fn watch_from_a_revision_sees_exactly_the_later_events_in_order() {
     assert_eq!(seen, vec!["MODIFIED a", "DELETED b", "ADDED c"]);
 
     // A live write shows up too, and no event is repeated.
-    cms.patch("c", &PatchParams::default(), &Patch::Merge(json!({"data": {"v": "2"}}))).await.unwrap();
-    match tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap() {
+    cms.patch(
+        "c",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         Some(WatchEvent::Modified(o)) => assert_eq!(o.metadata.name.as_deref(), Some("c")),
         other => panic!("expected MODIFIED c, got {other:?}"),
     }
@@ -197,14 +328,36 @@ async fn watch_bookmarks_and_selector_transitions() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "w", "labels": {"app": "web"}}})).unwrap();
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "w", "labels": {"app": "web"}}}))
+            .unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
-    cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}}))).await.unwrap();
+    cms.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}})),
+    )
+    .await
+    .unwrap();
     let body = resp.text().await.unwrap();
-    let events: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).filter(|t| *t != "BOOKMARK").collect();
-    assert_eq!(types, vec!["ADDED", "DELETED"], "leaving the selector is a DELETED: {body}");
-    assert!(events.iter().any(|e| e["type"] == "BOOKMARK"), "bookmarks sent: {body}");
+    let events: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .filter(|t| *t != "BOOKMARK")
+        .collect();
+    assert_eq!(
+        types,
+        vec!["ADDED", "DELETED"],
+        "leaving the selector is a DELETED: {body}"
+    );
+    assert!(
+        events.iter().any(|e| e["type"] == "BOOKMARK"),
+        "bookmarks sent: {body}"
+    );
 }
 
 #[tokio::test]
@@ -216,22 +369,40 @@ async fn compacted_revisions_answer_410() {
     let created = cms.create(&PostParams::default(), &cm).await.unwrap();
     let old_rv = created.metadata.resource_version.unwrap();
     for i in 0..5 {
-        cms.patch("old", &PatchParams::default(), &Patch::Merge(json!({"data": {"i": i.to_string()}}))).await.unwrap();
+        cms.patch(
+            "old",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"i": i.to_string()}})),
+        )
+        .await
+        .unwrap();
     }
     let store = &server.api().store;
     let current = store.current_revision().await.unwrap();
     store.compact(current).await.unwrap();
 
-    let (code, body) = server.http().get(&format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={old_rv}")).await;
+    let (code, body) = server
+        .http()
+        .get(&format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={old_rv}"
+        ))
+        .await;
     assert_eq!(code, 200);
-    let text = body.as_str().map(String::from).unwrap_or_else(|| body.to_string());
+    let text = body
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| body.to_string());
     let event: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(event["type"], "ERROR");
     assert_eq!(event["object"]["code"], 410);
     assert_eq!(event["object"]["reason"], "Expired");
 
     // kube-rs sees the same as an API error with code 410.
-    let mut stream = cms.watch(&WatchParams::default(), &old_rv).await.unwrap().boxed();
+    let mut stream = cms
+        .watch(&WatchParams::default(), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
     match stream.try_next().await.unwrap() {
         Some(WatchEvent::Error(e)) => assert_eq!(e.code, 410),
         other => panic!("expected 410 error event, got {other:?}"),
@@ -248,18 +419,46 @@ async fn selectors_and_paging() {
         let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("cm-{i:02}"), "labels": {"tier": tier, "n": i.to_string()}}})).unwrap();
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
-    let front = cms.list(&ListParams::default().labels("tier=front")).await.unwrap();
+    let front = cms
+        .list(&ListParams::default().labels("tier=front"))
+        .await
+        .unwrap();
     assert_eq!(front.items.len(), 13);
-    let set = cms.list(&ListParams::default().labels("tier in (front,back),n notin (0,1,2)")).await.unwrap();
+    let set = cms
+        .list(&ListParams::default().labels("tier in (front,back),n notin (0,1,2)"))
+        .await
+        .unwrap();
     assert_eq!(set.items.len(), 22);
-    let missing = cms.list(&ListParams::default().labels("!tier")).await.unwrap();
-    assert!(missing.items.iter().all(|c| c.metadata.name.as_deref() == Some("kube-root-ca.crt") || c.metadata.labels.is_none()));
-    let by_name = cms.list(&ListParams::default().fields("metadata.name=cm-03")).await.unwrap();
+    let missing = cms
+        .list(&ListParams::default().labels("!tier"))
+        .await
+        .unwrap();
+    assert!(missing
+        .items
+        .iter()
+        .all(|c| c.metadata.name.as_deref() == Some("kube-root-ca.crt")
+            || c.metadata.labels.is_none()));
+    let by_name = cms
+        .list(&ListParams::default().fields("metadata.name=cm-03"))
+        .await
+        .unwrap();
     assert_eq!(by_name.items.len(), 1);
-    let bad = cms.list(&ListParams::default().fields("spec.bogus=1")).await.unwrap_err();
-    assert!(matches!(bad, kube::Error::Api(ref e) if e.code == 400), "{bad:?}");
-    let bad = cms.list(&ListParams::default().labels("tier in (front")).await.unwrap_err();
-    assert!(matches!(bad, kube::Error::Api(ref e) if e.code == 400), "{bad:?}");
+    let bad = cms
+        .list(&ListParams::default().fields("spec.bogus=1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(bad, kube::Error::Api(ref e) if e.code == 400),
+        "{bad:?}"
+    );
+    let bad = cms
+        .list(&ListParams::default().labels("tier in (front"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(bad, kube::Error::Api(ref e) if e.code == 400),
+        "{bad:?}"
+    );
 
     // Paging: 25 objects in pages of 10, with a selector that skips half.
     let mut names = Vec::new();
@@ -280,7 +479,10 @@ async fn selectors_and_paging() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), 25, "no duplicates across pages");
-    let page = cms.list(&ListParams::default().limit(5).labels("tier=back")).await.unwrap();
+    let page = cms
+        .list(&ListParams::default().limit(5).labels("tier=back"))
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 5);
     assert!(page.metadata.continue_.is_some());
 }
@@ -292,12 +494,23 @@ async fn namespace_deletion_removes_everything_in_it() {
     create_namespace(&client, "doomed").await;
     for r in RESOURCES.iter().filter(|r| r.namespaced) {
         let obj: DynamicObject = serde_json::from_value(sample(r, "x")).unwrap();
-        dynamic(&client, r, "doomed").create(&PostParams::default(), &obj).await.unwrap();
+        dynamic(&client, r, "doomed")
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
     }
     let nss: Api<Namespace> = Api::all(client.clone());
-    let terminating = nss.delete("doomed", &DeleteParams::default()).await.unwrap();
-    let ns = terminating.left().expect("namespace is terminating, not gone at once");
-    assert_eq!(ns.status.and_then(|s| s.phase).as_deref(), Some("Terminating"));
+    let terminating = nss
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    let ns = terminating
+        .left()
+        .expect("namespace is terminating, not gone at once");
+    assert_eq!(
+        ns.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
     // New content is refused while it terminates.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap();
@@ -306,16 +519,32 @@ async fn namespace_deletion_removes_everything_in_it() {
     }
     eventually("namespace gone", Duration::from_secs(20), || {
         let nss = nss.clone();
-        async move { matches!(nss.get("doomed").await, Err(kube::Error::Api(e)) if e.code == 404).then_some(()) }
+        async move {
+            matches!(nss.get("doomed").await, Err(kube::Error::Api(e)) if e.code == 404)
+                .then_some(())
+        }
     })
     .await;
     for r in RESOURCES.iter().filter(|r| r.namespaced) {
-        let left = dynamic(&client, r, "doomed").list(&ListParams::default()).await.unwrap();
-        assert!(left.items.is_empty(), "{} left in deleted namespace", r.plural);
+        let left = dynamic(&client, r, "doomed")
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        assert!(
+            left.items.is_empty(),
+            "{} left in deleted namespace",
+            r.plural
+        );
     }
     // Built-in namespaces cannot be deleted.
-    let err = nss.delete("kube-system", &DeleteParams::default()).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 403), "{err:?}");
+    let err = nss
+        .delete("kube-system", &DeleteParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref e) if e.code == 403),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -324,7 +553,10 @@ async fn cluster_ips_and_node_ports_are_allocated_and_released() {
     let client = server.client().await;
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
     let kubernetes = svcs.get("kubernetes").await.unwrap();
-    assert_eq!(kubernetes.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.1"));
+    assert_eq!(
+        kubernetes.spec.unwrap().cluster_ip.as_deref(),
+        Some("10.96.0.1")
+    );
 
     let np: Service = serde_json::from_value(json!({"metadata": {"name": "np"}, "spec": {"type": "NodePort", "selector": {"a": "b"}, "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}})).unwrap();
     let np = svcs.create(&PostParams::default(), &np).await.unwrap();
@@ -332,13 +564,21 @@ async fn cluster_ips_and_node_ports_are_allocated_and_released() {
     let ip: std::net::Ipv4Addr = spec.cluster_ip.clone().unwrap().parse().unwrap();
     assert_eq!(ip.octets()[0..1], [10]);
     assert!((96..112).contains(&ip.octets()[1]), "{ip} in 10.96.0.0/12");
-    let ports: Vec<i32> = spec.ports.unwrap().iter().map(|p| p.node_port.unwrap()).collect();
+    let ports: Vec<i32> = spec
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.node_port.unwrap())
+        .collect();
     assert!(ports.iter().all(|p| (30000..=32767).contains(p)));
     assert_ne!(ports[0], ports[1]);
 
     // Asking for a taken IP or port is refused, naming the field.
     let clash: Service = serde_json::from_value(json!({"metadata": {"name": "clash"}, "spec": {"clusterIP": ip.to_string(), "ports": [{"port": 80}]}})).unwrap();
-    let err = svcs.create(&PostParams::default(), &clash).await.unwrap_err();
+    let err = svcs
+        .create(&PostParams::default(), &clash)
+        .await
+        .unwrap_err();
     match err {
         kube::Error::Api(e) => {
             assert_eq!(e.code, 422);
@@ -347,28 +587,46 @@ async fn cluster_ips_and_node_ports_are_allocated_and_released() {
         other => panic!("{other:?}"),
     }
     let clash: Service = serde_json::from_value(json!({"metadata": {"name": "clash2"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": ports[0]}]}})).unwrap();
-    let err = svcs.create(&PostParams::default(), &clash).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 422 && e.message.contains("nodePort")), "{err:?}");
+    let err = svcs
+        .create(&PostParams::default(), &clash)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref e) if e.code == 422 && e.message.contains("nodePort")),
+        "{err:?}"
+    );
     // A failed create leaked nothing: the IP it asked for is free once the owner goes.
     svcs.delete("np", &DeleteParams::default()).await.unwrap();
     let again: Service = serde_json::from_value(json!({"metadata": {"name": "again"}, "spec": {"type": "NodePort", "clusterIP": ip.to_string(), "ports": [{"port": 80, "nodePort": ports[0]}]}})).unwrap();
     let again = svcs.create(&PostParams::default(), &again).await.unwrap();
-    assert_eq!(again.spec.as_ref().unwrap().cluster_ip.as_deref(), Some(ip.to_string().as_str()));
+    assert_eq!(
+        again.spec.as_ref().unwrap().cluster_ip.as_deref(),
+        Some(ip.to_string().as_str())
+    );
 
     // Type change ClusterIP ← NodePort drops the node port; the IP stays.
     let changed = svcs
-        .patch("again", &PatchParams::default(), &Patch::Merge(json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}})))
+        .patch(
+            "again",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}})),
+        )
         .await
         .unwrap();
     let spec = changed.spec.unwrap();
     assert_eq!(spec.cluster_ip.as_deref(), Some(ip.to_string().as_str()));
     assert!(spec.ports.unwrap()[0].node_port.is_none());
     let reuse: Service = serde_json::from_value(json!({"metadata": {"name": "reuse"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": ports[0]}]}})).unwrap();
-    svcs.create(&PostParams::default(), &reuse).await.expect("released node port can be taken again");
+    svcs.create(&PostParams::default(), &reuse)
+        .await
+        .expect("released node port can be taken again");
 
     // Headless and ExternalName get no IP.
     let headless: Service = serde_json::from_value(json!({"metadata": {"name": "hl"}, "spec": {"clusterIP": "None", "selector": {"a": "b"}, "ports": [{"port": 80}]}})).unwrap();
-    let hl = svcs.create(&PostParams::default(), &headless).await.unwrap();
+    let hl = svcs
+        .create(&PostParams::default(), &headless)
+        .await
+        .unwrap();
     assert_eq!(hl.spec.unwrap().cluster_ip.as_deref(), Some("None"));
     let ext: Service = serde_json::from_value(json!({"metadata": {"name": "ext"}, "spec": {"type": "ExternalName", "externalName": "example.com"}})).unwrap();
     let ext = svcs.create(&PostParams::default(), &ext).await.unwrap();
@@ -380,21 +638,47 @@ async fn quota_and_limit_ranges_are_enforced() {
     let server = TestServer::start().await;
     let client = server.client().await;
     create_namespace(&client, "q").await;
-    let quotas = dynamic(&client, skiff_api::resources::resolve("quota").unwrap(), "q");
+    let quotas = dynamic(
+        &client,
+        skiff_api::resources::resolve("quota").unwrap(),
+        "q",
+    );
     let quota: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "small"}, "spec": {"hard": {"pods": "2", "requests.cpu": "1", "configmaps": "1"}}})).unwrap();
     quotas.create(&PostParams::default(), &quota).await.unwrap();
-    let limits = dynamic(&client, skiff_api::resources::resolve("limits").unwrap(), "q");
+    let limits = dynamic(
+        &client,
+        skiff_api::resources::resolve("limits").unwrap(),
+        "q",
+    );
     let lr: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults"}, "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m", "memory": "64Mi"}, "defaultRequest": {"cpu": "400m"}, "max": {"memory": "1Gi"}}]}})).unwrap();
     limits.create(&PostParams::default(), &lr).await.unwrap();
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "q");
-    let pod = |name: &str| -> Pod { serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})).unwrap() };
-    let p1 = pods.create(&PostParams::default(), &pod("p1")).await.unwrap();
+    let pod = |name: &str| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})).unwrap()
+    };
+    let p1 = pods
+        .create(&PostParams::default(), &pod("p1"))
+        .await
+        .unwrap();
     let res = p1.spec.unwrap().containers[0].resources.clone().unwrap();
-    assert_eq!(res.limits.unwrap()["cpu"].0, "500m", "LimitRange default limit");
-    assert_eq!(res.requests.unwrap()["cpu"].0, "400m", "LimitRange default request");
-    pods.create(&PostParams::default(), &pod("p2")).await.unwrap();
-    let err = pods.create(&PostParams::default(), &pod("p3")).await.unwrap_err();
+    assert_eq!(
+        res.limits.unwrap()["cpu"].0,
+        "500m",
+        "LimitRange default limit"
+    );
+    assert_eq!(
+        res.requests.unwrap()["cpu"].0,
+        "400m",
+        "LimitRange default request"
+    );
+    pods.create(&PostParams::default(), &pod("p2"))
+        .await
+        .unwrap();
+    let err = pods
+        .create(&PostParams::default(), &pod("p3"))
+        .await
+        .unwrap_err();
     match err {
         kube::Error::Api(e) => {
             assert_eq!(e.code, 403);
@@ -405,10 +689,15 @@ async fn quota_and_limit_ranges_are_enforced() {
     // Over the LimitRange max.
     let big: Pod = serde_json::from_value(json!({"metadata": {"name": "big"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "resources": {"limits": {"memory": "2Gi"}}}]}})).unwrap();
     let err = pods.create(&PostParams::default(), &big).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 403 && e.message.contains("maximum memory usage per Container is 1Gi")), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref e) if e.code == 403 && e.message.contains("maximum memory usage per Container is 1Gi")),
+        "{err:?}"
+    );
     // Deleting frees quota.
     pods.delete("p1", &DeleteParams::default()).await.unwrap();
-    pods.create(&PostParams::default(), &pod("p3")).await.expect("quota freed by delete");
+    pods.create(&PostParams::default(), &pod("p3"))
+        .await
+        .expect("quota freed by delete");
     // Quota status shows usage.
     let used = eventually("quota status", Duration::from_secs(10), || {
         let quotas = quotas.clone();
@@ -434,8 +723,14 @@ async fn authentication_and_errors_are_kubernetes_statuses() {
     assert_eq!(code, 200);
     let (code, version) = http.without_token().get("/version").await;
     assert_eq!((code, version["major"].as_str()), (200, Some("1")));
-    let node = common::Http::new(&server.url, &server.api().pki.ca_pem, Some(&server.api().pki.node_token));
-    let (code, body) = node.send(node.request(reqwest::Method::DELETE, "/api/v1/namespaces/kube-public")).await;
+    let node = common::Http::new(
+        &server.url,
+        &server.api().pki.ca_pem,
+        Some(&server.api().pki.node_token),
+    );
+    let (code, body) = node
+        .send(node.request(reqwest::Method::DELETE, "/api/v1/namespaces/kube-public"))
+        .await;
     assert_eq!(code, 403, "{body}");
 
     let (code, body) = http.get("/api/v1/namespaces/default/pods/nope").await;
@@ -446,14 +741,31 @@ async fn authentication_and_errors_are_kubernetes_statuses() {
         .post("/api/v1/namespaces/default/pods", &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}))
         .await;
     assert_eq!(code, 422);
-    assert!(body["message"].as_str().unwrap().contains("spec.containers[0].image: Required value"), "{body}");
-    assert_eq!(body["details"]["causes"][0]["field"], "spec.containers[0].image");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.containers[0].image: Required value"),
+        "{body}"
+    );
+    assert_eq!(
+        body["details"]["causes"][0]["field"],
+        "spec.containers[0].image"
+    );
     let (code, body) = http
         .post("/apis/apps/v1/namespaces/default/deployments", &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": "three"}}))
         .await;
     assert_eq!(code, 400);
-    assert!(body["message"].as_str().unwrap().contains("spec.replicas"), "{body}");
-    let (code, body) = http.post("/api/v1/namespaces/nowhere/configmaps", &json!({"metadata": {"name": "x"}})).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("spec.replicas"),
+        "{body}"
+    );
+    let (code, body) = http
+        .post(
+            "/api/v1/namespaces/nowhere/configmaps",
+            &json!({"metadata": {"name": "x"}}),
+        )
+        .await;
     assert_eq!(code, 404);
     assert_eq!(body["message"], "namespaces \"nowhere\" not found");
     let (code, _) = http.get("/api/v1/gadgets").await;
@@ -463,7 +775,10 @@ async fn authentication_and_errors_are_kubernetes_statuses() {
     assert_eq!(code, 200);
     let text = text.as_str().unwrap();
     assert!(text.contains("apiserver_request_total"), "{text}");
-    assert!(text.contains("skiff_store_operation_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("skiff_store_operation_duration_seconds_bucket"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -471,16 +786,34 @@ async fn discovery_and_server_side_tables() {
     let server = TestServer::start().await;
     let http = server.http();
     let (_, apis) = http.get("/apis").await;
-    let groups: Vec<&str> = apis["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
-    for g in ["apps", "batch", "coordination.k8s.io", "autoscaling", "networking.k8s.io"] {
+    let groups: Vec<&str> = apis["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    for g in [
+        "apps",
+        "batch",
+        "coordination.k8s.io",
+        "autoscaling",
+        "networking.k8s.io",
+    ] {
         assert!(groups.contains(&g), "{g} in {groups:?}");
     }
     let (code, core) = http.get("/api/v1").await;
     assert_eq!(code, 200);
-    assert!(core["resources"].as_array().unwrap().iter().any(|r| r["name"] == "pods/binding"));
+    assert!(core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "pods/binding"));
     let resp = http
         .request(reqwest::Method::GET, "/api/v1/namespaces")
-        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+        .header(
+            "Accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
         .send()
         .await
         .unwrap();
@@ -495,14 +828,20 @@ async fn graceful_pod_deletion_binding_and_scale() {
     let server = TestServer::start().await;
     let client = server.client().await;
     let nodes = dynamic(&client, skiff_api::resources::resolve("node").unwrap(), "");
-    let node: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})).unwrap();
+    let node: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}),
+    )
+    .unwrap();
     nodes.create(&PostParams::default(), &node).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({"metadata": {"generateName": "web-"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})).unwrap();
     let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
     let name = pod.metadata.name.clone().unwrap();
     assert!(name.starts_with("web-") && name.len() == 9, "{name}");
-    assert_eq!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Pending"));
+    assert_eq!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Pending")
+    );
 
     let http = server.http();
     let (code, body) = http
@@ -523,7 +862,15 @@ async fn graceful_pod_deletion_binding_and_scale() {
     assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
     assert!(pods.get(&name).await.is_ok());
     // The node confirms with grace 0.
-    pods.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    pods.delete(
+        &name,
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(matches!(pods.get(&name).await, Err(kube::Error::Api(e)) if e.code == 404));
 
     // Scale subresource.
@@ -531,16 +878,21 @@ async fn graceful_pod_deletion_binding_and_scale() {
     let rs: DynamicObject = serde_json::from_value(sample(rs_info, "web")).unwrap();
     let rss = dynamic(&client, rs_info, "default");
     rss.create(&PostParams::default(), &rs).await.unwrap();
-    let (code, scale) = http.get("/apis/apps/v1/namespaces/default/replicasets/web/scale").await;
+    let (code, scale) = http
+        .get("/apis/apps/v1/namespaces/default/replicasets/web/scale")
+        .await;
     assert_eq!(code, 200);
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["spec"]["replicas"], 1);
     assert_eq!(scale["status"]["selector"], "app=x");
     let (code, scale) = http
         .send(
-            http.request(reqwest::Method::PATCH, "/apis/apps/v1/namespaces/default/replicasets/web/scale")
-                .header("Content-Type", "application/merge-patch+json")
-                .body(r#"{"spec":{"replicas":5}}"#),
+            http.request(
+                reqwest::Method::PATCH,
+                "/apis/apps/v1/namespaces/default/replicasets/web/scale",
+            )
+            .header("Content-Type", "application/merge-patch+json")
+            .body(r#"{"spec":{"replicas":5}}"#),
         )
         .await;
     assert_eq!(code, 200, "{scale}");
@@ -554,16 +906,41 @@ async fn status_is_written_only_through_the_status_subresource() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}, "status": {"phase": "Running"}})).unwrap();
     let created = pods.create(&PostParams::default(), &pod).await.unwrap();
-    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Pending"), "create ignores status");
-    let main = pods.patch("s", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Running"}}))).await.unwrap();
-    assert_eq!(main.status.unwrap().phase.as_deref(), Some("Pending"), "main resource ignores status");
+    assert_eq!(
+        created.status.unwrap().phase.as_deref(),
+        Some("Pending"),
+        "create ignores status"
+    );
+    let main = pods
+        .patch(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        main.status.unwrap().phase.as_deref(),
+        Some("Pending"),
+        "main resource ignores status"
+    );
     let status = pods
         .patch_status("s", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Running", "podIP": "10.244.0.5"}, "spec": {"restartPolicy": "Never"}})))
         .await
         .unwrap();
-    assert_eq!(status.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
-    assert_eq!(status.spec.unwrap().restart_policy.as_deref(), Some("Always"), "status ignores spec");
-    let running = pods.list(&ListParams::default().fields("status.phase=Running")).await.unwrap();
+    assert_eq!(
+        status.status.as_ref().unwrap().phase.as_deref(),
+        Some("Running")
+    );
+    assert_eq!(
+        status.spec.unwrap().restart_policy.as_deref(),
+        Some("Always"),
+        "status ignores spec"
+    );
+    let running = pods
+        .list(&ListParams::default().fields("status.phase=Running"))
+        .await
+        .unwrap();
     assert_eq!(running.items.len(), 1);
 }
 
@@ -572,30 +949,122 @@ async fn cascading_deletion_follows_owner_references() {
     let server = TestServer::start().await;
     let client = server.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let owner = cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap()).await.unwrap();
+    let owner = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap(),
+        )
+        .await
+        .unwrap();
     let uid = owner.metadata.uid.unwrap();
     for name in ["dep-1", "dep-2"] {
         let dep: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}})).unwrap();
         cms.create(&PostParams::default(), &dep).await.unwrap();
     }
-    cms.delete("owner", &DeleteParams::background()).await.unwrap();
+    cms.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
     eventually("dependents deleted", Duration::from_secs(10), || {
         let cms = cms.clone();
         async move { (cms.get("dep-1").await.is_err() && cms.get("dep-2").await.is_err()).then_some(()) }
     })
     .await;
 
-    let owner = cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "owner2"}})).unwrap()).await.unwrap();
+    let owner = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner2"}})).unwrap(),
+        )
+        .await
+        .unwrap();
     let uid = owner.metadata.uid.unwrap();
     let dep: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "kept", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner2", "uid": uid}]}})).unwrap();
     cms.create(&PostParams::default(), &dep).await.unwrap();
     cms.delete("owner2", &DeleteParams::orphan()).await.unwrap();
-    eventually("owner gone, dependent orphaned", Duration::from_secs(10), || {
-        let cms = cms.clone();
-        async move {
-            let kept = cms.get("kept").await.ok()?;
-            (cms.get("owner2").await.is_err() && kept.metadata.owner_references.unwrap_or_default().is_empty()).then_some(())
+    eventually(
+        "owner gone, dependent orphaned",
+        Duration::from_secs(10),
+        || {
+            let cms = cms.clone();
+            async move {
+                let kept = cms.get("kept").await.ok()?;
+                (cms.get("owner2").await.is_err()
+                    && kept
+                        .metadata
+                        .owner_references
+                        .unwrap_or_default()
+                        .is_empty())
+                .then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn kube_runtime_reflector_follows_the_api() {
+    use kube::runtime::{reflector, watcher, WatchStreamExt};
+    let server = TestServer::start_with(|c| c.bookmark_interval = Duration::from_millis(200)).await;
+    let client = server.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for n in ["r1", "r2"] {
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": n, "labels": {"r": "yes"}}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let stream = reflector(
+        writer,
+        watcher(cms.clone(), watcher::Config::default().labels("r=yes")),
+    )
+    .applied_objects();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            item.expect("watcher error");
         }
+    });
+    let names = |reader: &reflector::Store<ConfigMap>| {
+        let mut n: Vec<String> = reader
+            .state()
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect();
+        n.sort();
+        n
+    };
+    eventually("initial list in the cache", Duration::from_secs(10), || {
+        let reader = reader.clone();
+        async move { (names(&reader) == ["r1", "r2"]).then_some(()) }
     })
     .await;
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "r3", "labels": {"r": "yes"}}}))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    cms.delete("r1", &DeleteParams::default()).await.unwrap();
+    cms.patch(
+        "r2",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"r": "no"}}})),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "cache follows creates, deletes and selector exits",
+        Duration::from_secs(10),
+        || {
+            let reader = reader.clone();
+            async move { (names(&reader) == ["r3"]).then_some(()) }
+        },
+    )
+    .await;
+    task.abort();
 }

@@ -22,7 +22,13 @@ async fn acknowledged_writes_survive_kill_9_and_watch_resumes_without_gaps() {
     let client = client_for(&dir.path().join("admin.kubeconfig")).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let first: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "before"}})).unwrap();
-    let start_rv = cms.create(&PostParams::default(), &first).await.unwrap().metadata.resource_version.unwrap();
+    let start_rv = cms
+        .create(&PostParams::default(), &first)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
 
     // Writers keep writing; the server is killed while they do.
     let acked: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
@@ -33,7 +39,10 @@ async fn acknowledged_writes_survive_kill_9_and_watch_resumes_without_gaps() {
         writers.push(tokio::spawn(async move {
             for i in 0.. {
                 let name = format!("w{w}-{i}");
-                let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}, "data": {"i": i.to_string()}})).unwrap();
+                let cm: ConfigMap = serde_json::from_value(
+                    json!({"metadata": {"name": name}, "data": {"i": i.to_string()}}),
+                )
+                .unwrap();
                 match cms.create(&PostParams::default(), &cm).await {
                     Ok(c) => {
                         let rv = c.metadata.resource_version.unwrap().parse().unwrap();
@@ -50,7 +59,11 @@ async fn acknowledged_writes_survive_kill_9_and_watch_resumes_without_gaps() {
         let _ = w.await;
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "writers made progress before the kill ({} writes)", acked.len());
+    assert!(
+        acked.len() > 50,
+        "writers made progress before the kill ({} writes)",
+        acked.len()
+    );
 
     let mut server = ServerProcess::start(dir.path(), port, &[]);
     server.wait_ready().await;
@@ -64,16 +77,34 @@ async fn acknowledged_writes_survive_kill_9_and_watch_resumes_without_gaps() {
         .into_iter()
         .filter_map(|c| c.metadata.name)
         .collect();
-    let lost: Vec<&String> = acked.iter().map(|(n, _)| n).filter(|n| !stored.contains(*n)).collect();
-    assert!(lost.is_empty(), "acknowledged writes lost after kill -9: {lost:?}");
+    let lost: Vec<&String> = acked
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| !stored.contains(*n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost after kill -9: {lost:?}"
+    );
 
     // A watch from before the crash replays every later write in revision order, once each.
-    let expected: BTreeSet<String> = stored.iter().filter(|n| n.starts_with('w')).cloned().collect();
-    let mut stream = cms.watch(&WatchParams::default().timeout(30), &start_rv).await.unwrap().boxed();
+    let expected: BTreeSet<String> = stored
+        .iter()
+        .filter(|n| n.starts_with('w'))
+        .cloned()
+        .collect();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(30), &start_rv)
+        .await
+        .unwrap()
+        .boxed();
     let mut seen = Vec::new();
     let mut last_rv = start_rv.parse::<i64>().unwrap();
     while seen.len() < expected.len() {
-        let event = tokio::time::timeout(Duration::from_secs(20), stream.try_next()).await.expect("watch stalled").unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(20), stream.try_next())
+            .await
+            .expect("watch stalled")
+            .unwrap();
         match event {
             Some(WatchEvent::Added(c)) => {
                 let rv: i64 = c.metadata.resource_version.unwrap().parse().unwrap();

@@ -13,21 +13,39 @@ const REQUESTS: usize = 3000;
 
 fn seeds() -> Vec<(&'static str, Value)> {
     vec![
-        ("/api/v1/namespaces/fuzz/pods", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
+        (
+            "/api/v1/namespaces/fuzz/pods",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
             "spec": {"containers": [{"name": "c", "image": "nginx:1.25", "ports": [{"containerPort": 80}],
             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
             "env": [{"name": "A", "value": "1"}], "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
-            "volumes": [{"name": "v", "emptyDir": {}}]}})),
-        ("/api/v1/namespaces/fuzz/services", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-            "spec": {"type": "NodePort", "selector": {"a": "b"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})),
-        ("/api/v1/namespaces/fuzz/configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}})),
-        ("/apis/apps/v1/namespaces/fuzz/deployments", json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "volumes": [{"name": "v", "emptyDir": {}}]}}),
+        ),
+        (
+            "/api/v1/namespaces/fuzz/services",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"type": "NodePort", "selector": {"a": "b"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+        ),
+        (
+            "/api/v1/namespaces/fuzz/configmaps",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}),
+        ),
+        (
+            "/apis/apps/v1/namespaces/fuzz/deployments",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
-            "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})),
-        ("/apis/batch/v1/namespaces/fuzz/cronjobs", json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cj"},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+        ),
+        (
+            "/apis/batch/v1/namespaces/fuzz/cronjobs",
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cj"},
             "spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
-            "containers": [{"name": "c", "image": "busybox"}]}}}}}})),
-        ("/api/v1/nodes", json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}, "spec": {"podCIDR": "10.244.1.0/24"}})),
+            "containers": [{"name": "c", "image": "busybox"}]}}}}}}),
+        ),
+        (
+            "/api/v1/nodes",
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}, "spec": {"podCIDR": "10.244.1.0/24"}}),
+        ),
     ]
 }
 
@@ -95,7 +113,9 @@ fn mutate(v: &mut Value, rng: &mut StdRng, depth: usize) {
 async fn malformed_manifests_get_4xx_statuses_and_the_server_keeps_serving() {
     let server = TestServer::start().await;
     let http = server.http();
-    let (code, _) = http.post("/api/v1/namespaces", &json!({"metadata": {"name": "fuzz"}})).await;
+    let (code, _) = http
+        .post("/api/v1/namespaces", &json!({"metadata": {"name": "fuzz"}}))
+        .await;
     assert_eq!(code, 201);
     let seeds = seeds();
     let mut rng = StdRng::seed_from_u64(0x5_c1ff_u64);
@@ -127,7 +147,11 @@ async fn malformed_manifests_get_4xx_statuses_and_the_server_keeps_serving() {
             1 => reqwest::Method::PATCH,
             _ => reqwest::Method::POST,
         };
-        let path = if method == reqwest::Method::POST { path.to_string() } else { format!("{path}/f{}", i % 50) };
+        let path = if method == reqwest::Method::POST {
+            path.to_string()
+        } else {
+            format!("{path}/f{}", i % 50)
+        };
         cases.push((method, path, content_type, bytes));
     }
 
@@ -138,9 +162,28 @@ async fn malformed_manifests_get_4xx_statuses_and_the_server_keeps_serving() {
         tasks.push(tokio::spawn(async move {
             let mut outcomes = Vec::new();
             for (method, path, ct, bytes) in chunk {
-                let ct = if method == reqwest::Method::PATCH { "application/merge-patch+json" } else { ct };
-                let (code, body) = http.send(http.request(method.clone(), &path).header("Content-Type", ct).body(bytes.clone())).await;
-                outcomes.push((code, body, method, path, String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()));
+                let ct = if method == reqwest::Method::PATCH {
+                    "application/merge-patch+json"
+                } else {
+                    ct
+                };
+                let (code, body) = http
+                    .send(
+                        http.request(method.clone(), &path)
+                            .header("Content-Type", ct)
+                            .body(bytes.clone()),
+                    )
+                    .await;
+                outcomes.push((
+                    code,
+                    body,
+                    method,
+                    path,
+                    String::from_utf8_lossy(&bytes)
+                        .chars()
+                        .take(300)
+                        .collect::<String>(),
+                ));
             }
             outcomes
         }));
@@ -152,7 +195,10 @@ async fn malformed_manifests_get_4xx_statuses_and_the_server_keeps_serving() {
                 200..=299 => ok += 1,
                 400..=499 => {
                     rejected += 1;
-                    assert_eq!(body["kind"], "Status", "{method} {path} → {code} without a Status: {body}\nsent: {sent}");
+                    assert_eq!(
+                        body["kind"], "Status",
+                        "{method} {path} → {code} without a Status: {body}\nsent: {sent}"
+                    );
                     assert_eq!(body["code"], code, "{body}");
                     assert!(!body["message"].as_str().unwrap_or("").is_empty(), "{body}");
                 }
@@ -160,9 +206,17 @@ async fn malformed_manifests_get_4xx_statuses_and_the_server_keeps_serving() {
             }
         }
     }
-    assert!(rejected > REQUESTS / 2, "most mutations are rejected ({rejected} of {REQUESTS}, {ok} accepted)");
+    assert!(
+        rejected > REQUESTS / 2,
+        "most mutations are rejected ({rejected} of {REQUESTS}, {ok} accepted)"
+    );
     let (code, _) = http.get("/healthz").await;
     assert_eq!(code, 200);
-    let (code, body) = http.post("/api/v1/namespaces/fuzz/configmaps", &json!({"metadata": {"name": "after-fuzz"}, "data": {"ok": "yes"}})).await;
+    let (code, body) = http
+        .post(
+            "/api/v1/namespaces/fuzz/configmaps",
+            &json!({"metadata": {"name": "after-fuzz"}, "data": {"ok": "yes"}}),
+        )
+        .await;
     assert_eq!(code, 201, "still serving: {body}");
 }

@@ -36,7 +36,10 @@ fn run(kubectl: &Path, kubeconfig: &Path, cache: &Path, args: &[&str]) -> String
         .expect("run kubectl");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "kubectl {args:?} failed\nstdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed\nstdout: {stdout}\nstderr: {stderr}"
+    );
     stdout
 }
 
@@ -109,18 +112,31 @@ async fn stock_kubectl_gets_applies_and_deletes() {
     assert!(applied.contains("service/web created"), "{applied}");
     let again = run(&["apply", "-f", m]).await;
     assert!(again.contains("deployment.apps/web unchanged"), "{again}");
-    std::fs::write(&manifest, MANIFEST.replace("nginx:1.19.2-alpine", "nginx:1.25-alpine")).unwrap();
+    std::fs::write(
+        &manifest,
+        MANIFEST.replace("nginx:1.19.2-alpine", "nginx:1.25-alpine"),
+    )
+    .unwrap();
     let changed = run(&["apply", "-f", m]).await;
-    assert!(changed.contains("deployment.apps/web configured"), "{changed}");
+    assert!(
+        changed.contains("deployment.apps/web configured"),
+        "{changed}"
+    );
 
     let wide = run(&["get", "deploy,svc", "-o", "wide"]).await;
     assert!(wide.contains("deployment.apps/web"), "{wide}");
-    assert!(wide.contains("nginx:1.25-alpine"), "wide columns show images: {wide}");
+    assert!(
+        wide.contains("nginx:1.25-alpine"),
+        "wide columns show images: {wide}"
+    );
     assert!(wide.contains("service/web"), "{wide}");
     assert!(wide.contains("NodePort"), "{wide}");
 
     let deleted = run(&["delete", "-f", m]).await;
-    assert!(deleted.contains("deployment.apps \"web\" deleted"), "{deleted}");
+    assert!(
+        deleted.contains("deployment.apps \"web\" deleted"),
+        "{deleted}"
+    );
     assert!(deleted.contains("service \"web\" deleted"), "{deleted}");
     let after = run(&["get", "deploy", "-o", "name"]).await;
     assert!(!after.contains("web"), "{after}");

@@ -16,11 +16,17 @@ use crate::server::status::{ApiError, ApiResult};
 use crate::server::ApiServer;
 
 fn resource(plural: &str) -> ApiResult<&'static ResourceInfo> {
-    resources::by_plural("", "v1", plural).ok_or_else(|| ApiError::internal(format!("{plural} resource missing")))
+    resources::by_plural("", "v1", plural)
+        .ok_or_else(|| ApiError::internal(format!("{plural} resource missing")))
 }
 
 /// New objects may only go into namespaces that exist and are not being deleted.
-pub async fn check_namespace_accepts(api: &ApiServer, ns: &str, r: &ResourceInfo, name: &str) -> ApiResult<()> {
+pub async fn check_namespace_accepts(
+    api: &ApiServer,
+    ns: &str,
+    r: &ResourceInfo,
+    name: &str,
+) -> ApiResult<()> {
     let namespaces = resource("namespaces")?;
     match api.store.get(&object::key(namespaces, None, ns)).await? {
         None => Err(ApiError::not_found(namespaces, ns)),
@@ -40,14 +46,27 @@ pub async fn check_namespace_accepts(api: &ApiServer, ns: &str, r: &ResourceInfo
 }
 
 /// Changes made to a new object before it is defaulted and validated.
-pub async fn before_create(api: &ApiServer, r: &ResourceInfo, ns: Option<&str>, obj: &mut Value, uid: &str) -> ApiResult<()> {
+pub async fn before_create(
+    api: &ApiServer,
+    r: &ResourceInfo,
+    ns: Option<&str>,
+    obj: &mut Value,
+    uid: &str,
+) -> ApiResult<()> {
     match (r.kind, ns) {
         ("Pod", Some(ns)) => apply_limit_ranges(api, ns, obj).await,
         ("Job", _) => {
             let mut job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(obj.clone())
-                .map_err(|e| ApiError::bad_request(format!("Job in version \"v1\" cannot be handled as a Job: {e}")))?;
+                .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "Job in version \"v1\" cannot be handled as a Job: {e}"
+                    ))
+                })?;
+            // Defaults first, as Kubernetes: labels on the Job come from its template then.
+            skiff_api::defaults::job(&mut job);
             skiff_api::defaults::job_selector_and_labels(&mut job, uid);
-            *obj = serde_json::to_value(&job).map_err(|e| ApiError::internal(format!("encoding job: {e}")))?;
+            *obj = serde_json::to_value(&job)
+                .map_err(|e| ApiError::internal(format!("encoding job: {e}")))?;
             Ok(())
         }
         _ => Ok(()),
@@ -58,7 +77,11 @@ fn quantity_map(v: Option<&Value>) -> BTreeMap<String, Quantity> {
     v.and_then(Value::as_object)
         .map(|m| {
             m.iter()
-                .filter_map(|(k, v)| v.as_str().and_then(|s| Quantity::parse(s).ok()).map(|q| (k.clone(), q)))
+                .filter_map(|(k, v)| {
+                    v.as_str()
+                        .and_then(|s| Quantity::parse(s).ok())
+                        .map(|q| (k.clone(), q))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -75,20 +98,33 @@ async fn apply_limit_ranges(api: &ApiServer, ns: &str, pod: &mut Value) -> ApiRe
     let name = object::name(pod).to_string();
     let mut problems = Vec::new();
     for lr in &limit_ranges {
-        for item in lr.pointer("/spec/limits").and_then(Value::as_array).into_iter().flatten() {
+        for item in lr
+            .pointer("/spec/limits")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
             let min = quantity_map(item.get("min"));
             let max = quantity_map(item.get("max"));
             match kind {
                 "Container" => {
                     let defaults = item.get("default").cloned().unwrap_or(json!({}));
-                    let default_requests = item.get("defaultRequest").cloned().unwrap_or_else(|| defaults.clone());
+                    let default_requests = item
+                        .get("defaultRequest")
+                        .cloned()
+                        .unwrap_or_else(|| defaults.clone());
                     for list in ["initContainers", "containers"] {
-                        let Some(containers) = pod.pointer_mut(&format!("/spec/{list}")).and_then(Value::as_array_mut) else {
+                        let Some(containers) = pod
+                            .pointer_mut(&format!("/spec/{list}"))
+                            .and_then(Value::as_array_mut)
+                        else {
                             continue;
                         };
                         for c in containers {
-                            let resources = c.as_object_mut().map(|o| o.entry("resources").or_insert_with(|| json!({})));
+                            let resources = c
+                                .as_object_mut()
+                                .map(|o| o.entry("resources").or_insert_with(|| json!({})));
                             let Some(resources) = resources else { continue };
                             fill_missing(resources, "limits", &defaults);
                             fill_missing(resources, "requests", &default_requests);
@@ -115,12 +151,16 @@ async fn apply_limit_ranges(api: &ApiServer, ns: &str, pod: &mut Value) -> ApiRe
                     let (requests, limits) = pod_totals(pod);
                     for (res, lo) in &min {
                         if let Some(q) = requests.get(res).filter(|q| *q < lo) {
-                            problems.push(format!("minimum {res} usage per Pod is {lo}, but request is {q}"));
+                            problems.push(format!(
+                                "minimum {res} usage per Pod is {lo}, but request is {q}"
+                            ));
                         }
                     }
                     for (res, hi) in &max {
                         if let Some(q) = limits.get(res).filter(|q| *q > hi) {
-                            problems.push(format!("maximum {res} usage per Pod is {hi}, but limit is {q}"));
+                            problems.push(format!(
+                                "maximum {res} usage per Pod is {hi}, but limit is {q}"
+                            ));
                         }
                     }
                 }
@@ -137,7 +177,9 @@ async fn apply_limit_ranges(api: &ApiServer, ns: &str, pod: &mut Value) -> ApiRe
 }
 
 fn fill_missing(resources: &mut Value, field: &str, defaults: &Value) {
-    let Some(defaults) = defaults.as_object().filter(|d| !d.is_empty()) else { return };
+    let Some(defaults) = defaults.as_object().filter(|d| !d.is_empty()) else {
+        return;
+    };
     if !resources.is_object() {
         *resources = json!({});
     }
@@ -157,13 +199,23 @@ pub fn pod_totals(pod: &Value) -> (BTreeMap<String, Quantity>, BTreeMap<String, 
     let mut out = (BTreeMap::new(), BTreeMap::new());
     for (which, field) in [(0, "requests"), (1, "limits")] {
         let mut sum: BTreeMap<String, Quantity> = BTreeMap::new();
-        for c in pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+        for c in pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             for (k, q) in quantity_map(c.pointer(&format!("/resources/{field}"))) {
                 let entry = sum.entry(k).or_insert_with(Quantity::zero);
                 *entry = entry.checked_add(q).unwrap_or(*entry);
             }
         }
-        for c in pod.pointer("/spec/initContainers").and_then(Value::as_array).into_iter().flatten() {
+        for c in pod
+            .pointer("/spec/initContainers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             for (k, q) in quantity_map(c.pointer(&format!("/resources/{field}"))) {
                 let entry = sum.entry(k).or_insert_with(Quantity::zero);
                 if q > *entry {
@@ -181,7 +233,10 @@ pub fn pod_totals(pod: &Value) -> (BTreeMap<String, Quantity>, BTreeMap<String, 
 }
 
 fn is_terminal_pod(pod: &Value) -> bool {
-    matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded") | Some("Failed"))
+    matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded") | Some("Failed")
+    )
 }
 
 /// What one object counts against quota names (`pods`, `requests.cpu`, `count/deployments.apps`…).
@@ -205,8 +260,15 @@ pub fn quota_usage(r: &ResourceInfo, obj: &Value) -> BTreeMap<String, Quantity> 
         }
         "Service" => {
             usage.insert("services".into(), one);
-            let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
-            let ports = obj.pointer("/spec/ports").and_then(Value::as_array).map(Vec::len).unwrap_or(0) as i64;
+            let ty = obj
+                .pointer("/spec/type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP");
+            let ports = obj
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .unwrap_or(0) as i64;
             match ty {
                 "NodePort" => {
                     usage.insert("services.nodeports".into(), Quantity::from_units(ports));
@@ -246,7 +308,11 @@ pub fn quota_usage(r: &ResourceInfo, obj: &Value) -> BTreeMap<String, Quantity> 
 }
 
 /// Sum of the usage of every object of `r` in `ns`.
-async fn namespace_usage(api: &ApiServer, r: &ResourceInfo, ns: &str) -> ApiResult<BTreeMap<String, Quantity>> {
+async fn namespace_usage(
+    api: &ApiServer,
+    r: &ResourceInfo,
+    ns: &str,
+) -> ApiResult<BTreeMap<String, Quantity>> {
     let mut total: BTreeMap<String, Quantity> = BTreeMap::new();
     for obj in api.list_all(r, Some(ns)).await? {
         for (k, q) in quota_usage(r, &obj) {
@@ -259,7 +325,13 @@ async fn namespace_usage(api: &ApiServer, r: &ResourceInfo, ns: &str) -> ApiResu
 
 /// ResourceQuota admission: rejects a create (or an update that grows usage) that would take
 /// any constrained quantity over its hard limit.
-pub async fn check_quota(api: &ApiServer, r: &ResourceInfo, ns: &str, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+pub async fn check_quota(
+    api: &ApiServer,
+    r: &ResourceInfo,
+    ns: &str,
+    obj: &Value,
+    old: Option<&Value>,
+) -> ApiResult<()> {
     if r.kind == "ResourceQuota" && old.is_some() {
         return Ok(());
     }
@@ -289,12 +361,25 @@ pub async fn check_quota(api: &ApiServer, r: &ResourceInfo, ns: &str, obj: &Valu
         if r.kind == "Pod" && old.is_none() {
             let missing: Vec<&String> = hard
                 .keys()
-                .filter(|k| k.starts_with("requests.") || k.starts_with("limits.") || *k == "cpu" || *k == "memory")
+                .filter(|k| {
+                    k.starts_with("requests.")
+                        || k.starts_with("limits.")
+                        || *k == "cpu"
+                        || *k == "memory"
+                })
                 .filter(|k| !delta.contains_key(*k))
                 .collect();
             if !missing.is_empty() {
-                let list = missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
-                return Err(ApiError::forbidden(r, object::name(obj), format!("failed quota: {quota_name}: must specify {list}")));
+                let list = missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                return Err(ApiError::forbidden(
+                    r,
+                    object::name(obj),
+                    format!("failed quota: {quota_name}: must specify {list}"),
+                ));
             }
         }
         let constrained: Vec<&String> = delta.keys().filter(|k| hard.contains_key(*k)).collect();
@@ -349,9 +434,17 @@ pub async fn refresh_quota_status(api: &Arc<ApiServer>, ns: &str) -> ApiResult<(
     for r in resources::RESOURCES.iter().filter(|r| r.namespaced) {
         if !matches!(
             r.kind,
-            "Pod" | "Service" | "ConfigMap" | "Secret" | "PersistentVolumeClaim" | "ReplicationController" | "ResourceQuota"
-        ) && !quotas.iter().any(|q| q.pointer(&format!("/spec/hard/count~1{}", r.group_resource())).is_some())
-        {
+            "Pod"
+                | "Service"
+                | "ConfigMap"
+                | "Secret"
+                | "PersistentVolumeClaim"
+                | "ReplicationController"
+                | "ResourceQuota"
+        ) && !quotas.iter().any(|q| {
+            q.pointer(&format!("/spec/hard/count~1{}", r.group_resource()))
+                .is_some()
+        }) {
             continue;
         }
         for (k, q) in namespace_usage(api, r, ns).await? {
@@ -365,7 +458,16 @@ pub async fn refresh_quota_status(api: &Arc<ApiServer>, ns: &str) -> ApiResult<(
             .as_object()
             .map(|h| {
                 h.keys()
-                    .map(|k| (k.clone(), json!(totals.get(k).copied().unwrap_or_else(Quantity::zero).to_string())))
+                    .map(|k| {
+                        (
+                            k.clone(),
+                            json!(totals
+                                .get(k)
+                                .copied()
+                                .unwrap_or_else(Quantity::zero)
+                                .to_string()),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -375,11 +477,19 @@ pub async fn refresh_quota_status(api: &Arc<ApiServer>, ns: &str) -> ApiResult<(
         }
         let name = object::name(&quota).to_string();
         let result = api
-            .guaranteed_update(rq, Some(ns), &name, None, crate::server::ops::Part::Status, false, |old| {
-                let mut new = old.clone();
-                new["status"] = status.clone();
-                Ok(new)
-            })
+            .guaranteed_update(
+                rq,
+                Some(ns),
+                &name,
+                None,
+                crate::server::ops::Part::Status,
+                false,
+                |old| {
+                    let mut new = old.clone();
+                    new["status"] = status.clone();
+                    Ok(new)
+                },
+            )
             .await;
         if let Err(e) = result {
             if e.code != 404 {
@@ -415,15 +525,22 @@ impl Allocation {
     }
 
     pub async fn rollback(self, api: &ApiServer) {
-        Allocation { dropped_ips: self.new_ips, dropped_ports: self.new_ports, ..Default::default() }
-            .commit(api)
-            .await
+        Allocation {
+            dropped_ips: self.new_ips,
+            dropped_ports: self.new_ports,
+            ..Default::default()
+        }
+        .commit(api)
+        .await
     }
 }
 
 /// What a Service holds: its ClusterIP and node ports.
 pub fn service_holdings(svc: &Value) -> (Option<Ipv4Addr>, Vec<u16>) {
-    let ip = svc.pointer("/spec/clusterIP").and_then(Value::as_str).and_then(|s| s.parse().ok());
+    let ip = svc
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok());
     let ports = svc
         .pointer("/spec/ports")
         .and_then(Value::as_array)
@@ -435,7 +552,13 @@ pub fn service_holdings(svc: &Value) -> (Option<Ipv4Addr>, Vec<u16>) {
     (ip, ports)
 }
 
-fn alloc_error(r: &ResourceInfo, svc: &Value, field: &str, value: String, e: AllocError) -> ApiError {
+fn alloc_error(
+    r: &ResourceInfo,
+    svc: &Value,
+    field: &str,
+    value: String,
+    e: AllocError,
+) -> ApiError {
     match e {
         AllocError::Store(s) => s.into(),
         other => ApiError::invalid(
@@ -453,7 +576,12 @@ fn alloc_error(r: &ResourceInfo, svc: &Value, field: &str, value: String, e: All
 
 /// Allocates the ClusterIP and node ports a Service needs (create: `old` is `None`), keeping
 /// what the old object held where the new one still asks for it.
-pub async fn allocate_service(api: &ApiServer, r: &ResourceInfo, svc: &mut Value, old: Option<&Value>) -> ApiResult<Allocation> {
+pub async fn allocate_service(
+    api: &ApiServer,
+    r: &ResourceInfo,
+    svc: &mut Value,
+    old: Option<&Value>,
+) -> ApiResult<Allocation> {
     let mut alloc = Allocation::default();
     if r.kind != "Service" {
         return Ok(alloc);
@@ -468,13 +596,31 @@ pub async fn allocate_service(api: &ApiServer, r: &ResourceInfo, svc: &mut Value
     }
 }
 
-async fn allocate_service_inner(api: &ApiServer, r: &ResourceInfo, svc: &mut Value, old: Option<&Value>, alloc: &mut Allocation) -> ApiResult<()> {
-    let owner = format!("{}/{}", object::namespace(svc).unwrap_or(""), object::name(svc));
-    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+async fn allocate_service_inner(
+    api: &ApiServer,
+    r: &ResourceInfo,
+    svc: &mut Value,
+    old: Option<&Value>,
+    alloc: &mut Allocation,
+) -> ApiResult<()> {
+    let owner = format!(
+        "{}/{}",
+        object::namespace(svc).unwrap_or(""),
+        object::name(svc)
+    );
+    let ty = svc
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     let (old_ip, old_ports) = old.map(service_holdings).unwrap_or((None, Vec::new()));
 
     // ClusterIP.
-    let requested = svc.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+    let requested = svc
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if ty == "ExternalName" {
         if let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) {
             spec.remove("clusterIP");
@@ -488,17 +634,32 @@ async fn allocate_service_inner(api: &ApiServer, r: &ResourceInfo, svc: &mut Val
             ("", Some(ip)) => ip,
             (s, Some(ip)) if s == ip.to_string() => ip,
             ("", None) => {
-                let ip = api.allocator.allocate_ip(None, &owner).await.map_err(|e| alloc_error(r, svc, "spec.clusterIPs", String::new(), e))?;
+                let ip = api
+                    .allocator
+                    .allocate_ip(None, &owner)
+                    .await
+                    .map_err(|e| alloc_error(r, svc, "spec.clusterIPs", String::new(), e))?;
                 alloc.new_ips.push(ip);
                 ip
             }
             (s, _) => {
                 let want: Ipv4Addr = s.parse().map_err(|_| {
-                    alloc_error(r, svc, "spec.clusterIPs", s.to_string(), AllocError::BadCidr { cidr: s.to_string(), why: "must be a valid IPv4 address" })
+                    alloc_error(
+                        r,
+                        svc,
+                        "spec.clusterIPs",
+                        s.to_string(),
+                        AllocError::BadCidr {
+                            cidr: s.to_string(),
+                            why: "must be a valid IPv4 address",
+                        },
+                    )
                 })?;
-                let ip = api.allocator.allocate_ip(Some(want), &owner).await.map_err(|e| {
-                    alloc_error(r, svc, "spec.clusterIPs", format!("[\"{s}\"]"), e)
-                })?;
+                let ip = api
+                    .allocator
+                    .allocate_ip(Some(want), &owner)
+                    .await
+                    .map_err(|e| alloc_error(r, svc, "spec.clusterIPs", format!("[\"{s}\"]"), e))?;
                 alloc.new_ips.push(ip);
                 ip
             }
@@ -519,7 +680,11 @@ async fn allocate_service_inner(api: &ApiServer, r: &ResourceInfo, svc: &mut Val
             .and_then(|p| p.get("nodePort").and_then(Value::as_u64))
             .and_then(|p| u16::try_from(p).ok())
     };
-    let port_count = svc.pointer("/spec/ports").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+    let port_count = svc
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(Vec::len)
+        .unwrap_or(0);
     for i in 0..port_count {
         let port = svc["spec"]["ports"][i].clone();
         if !wants_node_ports {
@@ -528,20 +693,44 @@ async fn allocate_service_inner(api: &ApiServer, r: &ResourceInfo, svc: &mut Val
             }
             continue;
         }
-        let requested = port.get("nodePort").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0);
+        let requested = port
+            .get("nodePort")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0);
         let node_port = match requested.or_else(|| old_port_of(&port)) {
             Some(p) if old_ports.contains(&p) && !kept.contains(&p) => p,
             Some(p) => {
-                let got = api.allocator.allocate_port(Some(p), &owner).await.map_err(|e| {
-                    alloc_error(r, svc, &format!("spec.ports[{i}].nodePort"), p.to_string(), e)
-                })?;
+                let got = api
+                    .allocator
+                    .allocate_port(Some(p), &owner)
+                    .await
+                    .map_err(|e| {
+                        alloc_error(
+                            r,
+                            svc,
+                            &format!("spec.ports[{i}].nodePort"),
+                            p.to_string(),
+                            e,
+                        )
+                    })?;
                 alloc.new_ports.push(got);
                 got
             }
             None => {
-                let got = api.allocator.allocate_port(None, &owner).await.map_err(|e| {
-                    alloc_error(r, svc, &format!("spec.ports[{i}].nodePort"), String::new(), e)
-                })?;
+                let got = api
+                    .allocator
+                    .allocate_port(None, &owner)
+                    .await
+                    .map_err(|e| {
+                        alloc_error(
+                            r,
+                            svc,
+                            &format!("spec.ports[{i}].nodePort"),
+                            String::new(),
+                            e,
+                        )
+                    })?;
                 alloc.new_ports.push(got);
                 got
             }
@@ -549,6 +738,8 @@ async fn allocate_service_inner(api: &ApiServer, r: &ResourceInfo, svc: &mut Val
         kept.push(node_port);
         svc["spec"]["ports"][i]["nodePort"] = json!(node_port);
     }
-    alloc.dropped_ports.extend(old_ports.into_iter().filter(|p| !kept.contains(p)));
+    alloc
+        .dropped_ports
+        .extend(old_ports.into_iter().filter(|p| !kept.contains(p)));
     Ok(())
 }

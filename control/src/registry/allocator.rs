@@ -48,15 +48,25 @@ pub struct Ipv4Cidr {
 
 impl Ipv4Cidr {
     pub fn parse(s: &str) -> Result<Self, AllocError> {
-        let bad = |why| AllocError::BadCidr { cidr: s.to_string(), why };
-        let (ip, len) = s.split_once('/').ok_or_else(|| bad("expected ADDRESS/LENGTH"))?;
+        let bad = |why| AllocError::BadCidr {
+            cidr: s.to_string(),
+            why,
+        };
+        let (ip, len) = s
+            .split_once('/')
+            .ok_or_else(|| bad("expected ADDRESS/LENGTH"))?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| bad("not an IPv4 address"))?;
-        let prefix_len: u8 = len.parse().map_err(|_| bad("prefix length is not a number"))?;
+        let prefix_len: u8 = len
+            .parse()
+            .map_err(|_| bad("prefix length is not a number"))?;
         if !(8..=30).contains(&prefix_len) {
             return Err(bad("prefix length must be between 8 and 30"));
         }
         let mask = u32::MAX << (32 - prefix_len);
-        Ok(Ipv4Cidr { base: u32::from(ip) & mask, prefix_len })
+        Ok(Ipv4Cidr {
+            base: u32::from(ip) & mask,
+            prefix_len,
+        })
     }
 
     pub fn size(&self) -> u32 {
@@ -88,7 +98,12 @@ pub struct ServiceAllocator {
 
 impl ServiceAllocator {
     pub fn new(store: Arc<dyn Store>, cidr: Ipv4Cidr, ports: (u16, u16)) -> Self {
-        ServiceAllocator { store, cidr, ports, suspects: Mutex::new(HashSet::new()) }
+        ServiceAllocator {
+            store,
+            cidr,
+            ports,
+            suspects: Mutex::new(HashSet::new()),
+        }
     }
 
     pub fn cidr(&self) -> Ipv4Cidr {
@@ -112,14 +127,22 @@ impl ServiceAllocator {
     }
 
     /// Allocates `requested`, or a free address when `None`.
-    pub async fn allocate_ip(&self, requested: Option<Ipv4Addr>, owner: &str) -> Result<Ipv4Addr, AllocError> {
+    pub async fn allocate_ip(
+        &self,
+        requested: Option<Ipv4Addr>,
+        owner: &str,
+    ) -> Result<Ipv4Addr, AllocError> {
         let size = self.cidr.size();
         if let Some(ip) = requested {
             let offset = u32::from(ip).wrapping_sub(self.cidr.base);
             if !self.cidr.contains(ip) || offset == 0 || offset == size - 1 {
                 return Err(AllocError::IpOutOfRange(ip, self.cidr.display()));
             }
-            return match self.store.create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec()).await {
+            return match self
+                .store
+                .create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec())
+                .await
+            {
                 Ok(_) => Ok(ip),
                 Err(StoreError::AlreadyExists(_)) => Err(AllocError::IpTaken(ip)),
                 Err(e) => Err(e.into()),
@@ -134,7 +157,11 @@ impl ServiceAllocator {
                 continue;
             }
             let ip = self.cidr.nth(offset);
-            match self.store.create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec()).await {
+            match self
+                .store
+                .create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec())
+                .await
+            {
                 Ok(_) => return Ok(ip),
                 Err(StoreError::AlreadyExists(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -148,7 +175,11 @@ impl ServiceAllocator {
             if taken.contains(&ip.to_string()) {
                 continue;
             }
-            match self.store.create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec()).await {
+            match self
+                .store
+                .create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec())
+                .await
+            {
                 Ok(_) => return Ok(ip),
                 Err(StoreError::AlreadyExists(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -161,26 +192,40 @@ impl ServiceAllocator {
         release(&*self.store, &format!("{IP_PREFIX}{ip}")).await
     }
 
-    pub async fn allocate_port(&self, requested: Option<u16>, owner: &str) -> Result<u16, AllocError> {
+    pub async fn allocate_port(
+        &self,
+        requested: Option<u16>,
+        owner: &str,
+    ) -> Result<u16, AllocError> {
         let (lo, hi) = self.ports;
         if let Some(port) = requested {
             if !(lo..=hi).contains(&port) {
                 return Err(AllocError::PortOutOfRange(port, lo, hi));
             }
-            return match self.store.create(&format!("{PORT_PREFIX}{port}"), owner.as_bytes().to_vec()).await {
+            return match self
+                .store
+                .create(&format!("{PORT_PREFIX}{port}"), owner.as_bytes().to_vec())
+                .await
+            {
                 Ok(_) => Ok(port),
                 Err(StoreError::AlreadyExists(_)) => Err(AllocError::PortTaken(port)),
                 Err(e) => Err(e.into()),
             };
         }
         let taken = self.allocated(PORT_PREFIX).await?;
-        let free: Vec<u16> = (lo..=hi).filter(|p| !taken.contains(&p.to_string())).collect();
+        let free: Vec<u16> = (lo..=hi)
+            .filter(|p| !taken.contains(&p.to_string()))
+            .collect();
         if free.is_empty() {
             return Err(AllocError::PortsExhausted(lo, hi));
         }
         let start = rand::rng().random_range(0..free.len());
         for port in free[start..].iter().chain(&free[..start]) {
-            match self.store.create(&format!("{PORT_PREFIX}{port}"), owner.as_bytes().to_vec()).await {
+            match self
+                .store
+                .create(&format!("{PORT_PREFIX}{port}"), owner.as_bytes().to_vec())
+                .await
+            {
                 Ok(_) => return Ok(*port),
                 Err(StoreError::AlreadyExists(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -210,17 +255,29 @@ impl ServiceAllocator {
         let mut held: HashSet<String> = HashSet::new();
         for svc in services {
             if let Some(ips) = svc.pointer("/spec/clusterIPs").and_then(Value::as_array) {
-                held.extend(ips.iter().filter_map(Value::as_str).map(|ip| format!("{IP_PREFIX}{ip}")));
+                held.extend(
+                    ips.iter()
+                        .filter_map(Value::as_str)
+                        .map(|ip| format!("{IP_PREFIX}{ip}")),
+                );
             }
             if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) {
                 held.insert(format!("{IP_PREFIX}{ip}"));
             }
-            for port in svc.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+            for port in svc
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(np) = port.get("nodePort").and_then(Value::as_u64) {
                     held.insert(format!("{PORT_PREFIX}{np}"));
                 }
             }
-            if let Some(np) = svc.pointer("/spec/healthCheckNodePort").and_then(Value::as_u64) {
+            if let Some(np) = svc
+                .pointer("/spec/healthCheckNodePort")
+                .and_then(Value::as_u64)
+            {
                 held.insert(format!("{PORT_PREFIX}{np}"));
             }
         }

@@ -25,11 +25,23 @@ pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 pub const ORPHAN_FINALIZER: &str = "orphan";
 
 fn core(plural: &str) -> ApiResult<&'static ResourceInfo> {
-    resources::by_plural("", "v1", plural).ok_or_else(|| ApiError::internal(format!("{plural} resource missing")))
+    resources::by_plural("", "v1", plural)
+        .ok_or_else(|| ApiError::internal(format!("{plural} resource missing")))
 }
 
 /// Creates `obj` unless it exists.
-async fn ensure(api: &Arc<ApiServer>, r: &'static ResourceInfo, ns: Option<&str>, obj: Value) -> ApiResult<()> {
+async fn ensure(
+    api: &Arc<ApiServer>,
+    r: &'static ResourceInfo,
+    ns: Option<&str>,
+    obj: Value,
+) -> ApiResult<()> {
+    // Look first: a create of an existing Service would fail on its fixed IP, not as 409.
+    match api.get(r, ns, object::name(&obj)).await {
+        Ok(_) => return Ok(()),
+        Err(e) if e.code == 404 => {}
+        Err(e) => return Err(e),
+    }
     match api.create(r, ns, obj, false).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
@@ -66,7 +78,15 @@ pub async fn bootstrap(api: &Arc<ApiServer>, advertise: IpAddr, port: u16) -> Ap
     match api.get(endpoints, Some("default"), "kubernetes").await {
         Ok(current) if current.get("subsets") == desired.get("subsets") => {}
         Ok(_) => {
-            api.update(endpoints, Some("default"), "kubernetes", desired, Part::Main, false).await?;
+            api.update(
+                endpoints,
+                Some("default"),
+                "kubernetes",
+                desired,
+                Part::Main,
+                false,
+            )
+            .await?;
         }
         Err(e) if e.code == 404 => ensure(api, endpoints, Some("default"), desired).await?,
         Err(e) => return Err(e),
@@ -75,7 +95,13 @@ pub async fn bootstrap(api: &Arc<ApiServer>, advertise: IpAddr, port: u16) -> Ap
 }
 
 async fn ensure_default_service_account(api: &Arc<ApiServer>, ns: &str) -> ApiResult<()> {
-    ensure(api, core("serviceaccounts")?, Some(ns), json!({"metadata": {"name": "default"}})).await
+    ensure(
+        api,
+        core("serviceaccounts")?,
+        Some(ns),
+        json!({"metadata": {"name": "default"}}),
+    )
+    .await
 }
 
 /// Called after a create landed.
@@ -87,16 +113,28 @@ pub async fn after_create(api: &Arc<ApiServer>, r: &ResourceInfo, ns: Option<&st
     refresh_quota_later(api, r, ns);
 }
 
-pub async fn after_update(api: &Arc<ApiServer>, r: &ResourceInfo, ns: Option<&str>, new: &Value, old: &Value) {
-    if r.kind == "ResourceQuota" && new.get("spec") != old.get("spec") {
-        refresh_quota_later(api, r, ns);
-    } else if r.kind == "Pod" && new.pointer("/status/phase") != old.pointer("/status/phase") {
+pub async fn after_update(
+    api: &Arc<ApiServer>,
+    r: &ResourceInfo,
+    ns: Option<&str>,
+    new: &Value,
+    old: &Value,
+) {
+    let quota_relevant = (r.kind == "ResourceQuota" && new.get("spec") != old.get("spec"))
+        || (r.kind == "Pod" && new.pointer("/status/phase") != old.pointer("/status/phase"));
+    if quota_relevant {
         refresh_quota_later(api, r, ns);
     }
 }
 
 /// Called after an object is gone from the store.
-pub async fn after_delete(api: &Arc<ApiServer>, r: &ResourceInfo, ns: Option<&str>, obj: &Value, propagation: Propagation) {
+pub async fn after_delete(
+    api: &Arc<ApiServer>,
+    r: &ResourceInfo,
+    ns: Option<&str>,
+    obj: &Value,
+    propagation: Propagation,
+) {
     if r.kind == "Service" {
         let (ip, ports) = admission::service_holdings(obj);
         if let Some(ip) = ip {
@@ -115,7 +153,13 @@ pub async fn after_delete(api: &Arc<ApiServer>, r: &ResourceInfo, ns: Option<&st
     if uid.is_empty() || !may_own(r) {
         return;
     }
-    tokio::spawn(cascade_task(api.clone(), r.namespaced, ns.map(String::from), uid, propagation));
+    tokio::spawn(cascade_task(
+        api.clone(),
+        r.namespaced,
+        ns.map(String::from),
+        uid,
+        propagation,
+    ));
 }
 
 // The two tasks below are boxed behind plain functions: creating or deleting an object can
@@ -138,8 +182,12 @@ fn cascade_task(
 ) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let result = match propagation {
-            Propagation::Orphan => orphan_dependents(&api, owner_namespaced, owner_ns.as_deref(), &uid).await,
-            _ => delete_dependents(&api, owner_namespaced, owner_ns.as_deref(), &uid).await.map(|_| ()),
+            Propagation::Orphan => {
+                orphan_dependents(&api, owner_namespaced, owner_ns.as_deref(), &uid).await
+            }
+            _ => delete_dependents(&api, owner_namespaced, owner_ns.as_deref(), &uid)
+                .await
+                .map(|_| ()),
         };
         if let Err(e) = result {
             tracing::warn!(owner = uid, error = %e, "cascading deletion");
@@ -149,14 +197,25 @@ fn cascade_task(
 
 /// Kinds that own other objects in practice; deleting anything else skips the dependents scan.
 fn may_own(r: &ResourceInfo) -> bool {
-    !matches!(r.kind, "Event" | "Endpoints" | "EndpointSlice" | "Lease" | "ControllerRevision" | "Pod")
+    !matches!(
+        r.kind,
+        "Event" | "Endpoints" | "EndpointSlice" | "Lease" | "ControllerRevision" | "Pod"
+    )
 }
 
 fn refresh_quota_later(api: &Arc<ApiServer>, r: &ResourceInfo, ns: Option<&str>) {
-    let Some(ns) = ns.map(String::from) else { return };
+    let Some(ns) = ns.map(String::from) else {
+        return;
+    };
     if !matches!(
         r.kind,
-        "Pod" | "Service" | "ConfigMap" | "Secret" | "PersistentVolumeClaim" | "ReplicationController" | "ResourceQuota"
+        "Pod"
+            | "Service"
+            | "ConfigMap"
+            | "Secret"
+            | "PersistentVolumeClaim"
+            | "ReplicationController"
+            | "ResourceQuota"
     ) {
         return;
     }
@@ -169,7 +228,12 @@ fn refresh_quota_later(api: &Arc<ApiServer>, r: &ResourceInfo, ns: Option<&str>)
 }
 
 /// Every object owned by `uid` (in `ns` for a namespaced owner, anywhere otherwise).
-async fn dependents(api: &ApiServer, owner_namespaced: bool, ns: Option<&str>, uid: &str) -> ApiResult<Vec<(&'static ResourceInfo, Value)>> {
+async fn dependents(
+    api: &ApiServer,
+    owner_namespaced: bool,
+    ns: Option<&str>,
+    uid: &str,
+) -> ApiResult<Vec<(&'static ResourceInfo, Value)>> {
     let mut out = Vec::new();
     for r in RESOURCES {
         if owner_namespaced && !r.namespaced {
@@ -186,15 +250,26 @@ async fn dependents(api: &ApiServer, owner_namespaced: bool, ns: Option<&str>, u
 }
 
 /// Deletes the dependents of `uid` (each cascading in turn); returns how many remain.
-async fn delete_dependents(api: &Arc<ApiServer>, owner_namespaced: bool, ns: Option<&str>, uid: &str) -> ApiResult<usize> {
+async fn delete_dependents(
+    api: &Arc<ApiServer>,
+    owner_namespaced: bool,
+    ns: Option<&str>,
+    uid: &str,
+) -> ApiResult<usize> {
     let deps = dependents(api, owner_namespaced, ns, uid).await?;
     let remaining = deps.len();
     for (r, obj) in deps {
         if object::is_terminating(&obj) {
             continue;
         }
-        let opts = DeleteOptions { propagation: Some(Propagation::Background), ..Default::default() };
-        match api.delete(r, object::namespace(&obj), object::name(&obj), &opts).await {
+        let opts = DeleteOptions {
+            propagation: Some(Propagation::Background),
+            ..Default::default()
+        };
+        match api
+            .delete(r, object::namespace(&obj), object::name(&obj), &opts)
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
@@ -204,16 +279,32 @@ async fn delete_dependents(api: &Arc<ApiServer>, owner_namespaced: bool, ns: Opt
 }
 
 /// Removes the owner reference to `uid` from every dependent.
-async fn orphan_dependents(api: &Arc<ApiServer>, owner_namespaced: bool, ns: Option<&str>, uid: &str) -> ApiResult<()> {
+async fn orphan_dependents(
+    api: &Arc<ApiServer>,
+    owner_namespaced: bool,
+    ns: Option<&str>,
+    uid: &str,
+) -> ApiResult<()> {
     for (r, obj) in dependents(api, owner_namespaced, ns, uid).await? {
         let result = api
-            .guaranteed_update(r, object::namespace(&obj), object::name(&obj), None, Part::Main, false, |old| {
-                let mut new = old.clone();
-                if let Some(refs) = new.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                    refs.retain(|o| o.get("uid").and_then(Value::as_str) != Some(uid));
-                }
-                Ok(new)
-            })
+            .guaranteed_update(
+                r,
+                object::namespace(&obj),
+                object::name(&obj),
+                None,
+                Part::Main,
+                false,
+                |old| {
+                    let mut new = old.clone();
+                    if let Some(refs) = new
+                        .pointer_mut("/metadata/ownerReferences")
+                        .and_then(Value::as_array_mut)
+                    {
+                        refs.retain(|o| o.get("uid").and_then(Value::as_str) != Some(uid));
+                    }
+                    Ok(new)
+                },
+            )
             .await;
         match result {
             Ok(_) => {}
@@ -225,7 +316,13 @@ async fn orphan_dependents(api: &Arc<ApiServer>, owner_namespaced: bool, ns: Opt
 }
 
 /// Removes one finalizer from an object (completing its deletion if it was the last).
-async fn remove_finalizer(api: &Arc<ApiServer>, r: &'static ResourceInfo, ns: Option<&str>, name: &str, finalizer: &str) -> ApiResult<()> {
+async fn remove_finalizer(
+    api: &Arc<ApiServer>,
+    r: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    finalizer: &str,
+) -> ApiResult<()> {
     let result = api
         .guaranteed_update(r, ns, name, None, Part::Main, false, |old| {
             let mut new = old.clone();
@@ -243,7 +340,12 @@ async fn remove_finalizer(api: &Arc<ApiServer>, r: &'static ResourceInfo, ns: Op
 }
 
 /// Works off the propagation finalizers of a terminating object.
-pub fn spawn_finalizer_work(api: Arc<ApiServer>, r: &'static ResourceInfo, ns: Option<String>, name: String) {
+pub fn spawn_finalizer_work(
+    api: Arc<ApiServer>,
+    r: &'static ResourceInfo,
+    ns: Option<String>,
+    name: String,
+) {
     tokio::spawn(async move {
         loop {
             let obj = match api.get(r, ns.as_deref(), &name).await {
@@ -259,12 +361,16 @@ pub fn spawn_finalizer_work(api: Arc<ApiServer>, r: &'static ResourceInfo, ns: O
             let uid = object::uid(&obj).to_string();
             let step = if finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
                 match orphan_dependents(&api, r.namespaced, ns.as_deref(), &uid).await {
-                    Ok(()) => remove_finalizer(&api, r, ns.as_deref(), &name, ORPHAN_FINALIZER).await,
+                    Ok(()) => {
+                        remove_finalizer(&api, r, ns.as_deref(), &name, ORPHAN_FINALIZER).await
+                    }
                     Err(e) => Err(e),
                 }
             } else if finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
                 match delete_dependents(&api, r.namespaced, ns.as_deref(), &uid).await {
-                    Ok(0) => remove_finalizer(&api, r, ns.as_deref(), &name, FOREGROUND_FINALIZER).await,
+                    Ok(0) => {
+                        remove_finalizer(&api, r, ns.as_deref(), &name, FOREGROUND_FINALIZER).await
+                    }
                     Ok(_) => {
                         // Dependents are still going away (graceful pods): look again shortly.
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -302,7 +408,10 @@ pub fn spawn_namespace_deletion(api: Arc<ApiServer>, name: String) {
         let result = api
             .guaranteed_update(namespaces, None, &name, None, Part::Main, false, |old| {
                 let mut new = old.clone();
-                if let Some(f) = new.pointer_mut("/spec/finalizers").and_then(Value::as_array_mut) {
+                if let Some(f) = new
+                    .pointer_mut("/spec/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
                     f.retain(|x| x.as_str() != Some(NAMESPACE_FINALIZER));
                 }
                 Ok(new)
@@ -343,7 +452,10 @@ async fn empty_namespace(api: &Arc<ApiServer>, ns: &str) -> ApiResult<usize> {
                 // A pod waiting for its node: nothing more to do here.
                 continue;
             }
-            let opts = DeleteOptions { propagation: Some(Propagation::Background), ..Default::default() };
+            let opts = DeleteOptions {
+                propagation: Some(Propagation::Background),
+                ..Default::default()
+            };
             match api.delete(r, Some(ns), object::name(&obj), &opts).await {
                 Ok(_) => {}
                 Err(e) if e.code == 404 => {}
@@ -395,7 +507,12 @@ async fn resume_interrupted_work(api: &Arc<ApiServer>) -> ApiResult<()> {
                 .iter()
                 .any(|f| f == FOREGROUND_FINALIZER || f == ORPHAN_FINALIZER)
             {
-                spawn_finalizer_work(api.clone(), r, object::namespace(&obj).map(String::from), name);
+                spawn_finalizer_work(
+                    api.clone(),
+                    r,
+                    object::namespace(&obj).map(String::from),
+                    name,
+                );
             }
         }
     }

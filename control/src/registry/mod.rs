@@ -22,7 +22,11 @@ fn decode<T: DeserializeOwned>(resource: &ResourceInfo, obj: Value) -> ApiResult
     serde_path_to_error::deserialize(obj).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let at = if path == "." { String::new() } else { format!("{path}: ") };
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {at}{inner}",
             resource.kind, resource.version, resource.kind
@@ -64,16 +68,32 @@ pub fn normalize(resource: &ResourceInfo, obj: Value) -> ApiResult<Value> {
     }
 
     let (value, mut errors) = match resource.kind {
-        "Namespace" => typed!(core::v1::Namespace, defaults::namespace, validation::validate_namespace),
+        "Namespace" => typed!(
+            core::v1::Namespace,
+            defaults::namespace,
+            validation::validate_namespace
+        ),
         "Pod" => typed!(core::v1::Pod, defaults::pod, validation::validate_pod),
-        "Service" => typed!(core::v1::Service, defaults::service, validation::validate_service),
+        "Service" => typed!(
+            core::v1::Service,
+            defaults::service,
+            validation::validate_service
+        ),
         "Endpoints" => typed!(core::v1::Endpoints, none, valid),
         "Node" => typed!(core::v1::Node, defaults::node, validation::validate_node),
         "ConfigMap" => typed!(core::v1::ConfigMap, none, validation::validate_config_map),
-        "Secret" => typed!(core::v1::Secret, defaults::secret, validation::validate_secret),
+        "Secret" => typed!(
+            core::v1::Secret,
+            defaults::secret,
+            validation::validate_secret
+        ),
         "Event" => typed!(core::v1::Event, none, valid),
         "ServiceAccount" => typed!(core::v1::ServiceAccount, none, valid),
-        "PersistentVolume" => typed!(core::v1::PersistentVolume, defaults::persistent_volume, valid),
+        "PersistentVolume" => typed!(
+            core::v1::PersistentVolume,
+            defaults::persistent_volume,
+            valid
+        ),
         "PersistentVolumeClaim" => typed!(
             core::v1::PersistentVolumeClaim,
             defaults::persistent_volume_claim,
@@ -86,13 +106,33 @@ pub fn normalize(resource: &ResourceInfo, obj: Value) -> ApiResult<Value> {
             defaults::replication_controller,
             validation::validate_replication_controller
         ),
-        "Deployment" => typed!(apps::v1::Deployment, defaults::deployment, validation::validate_deployment),
-        "ReplicaSet" => typed!(apps::v1::ReplicaSet, defaults::replica_set, validation::validate_replica_set),
-        "DaemonSet" => typed!(apps::v1::DaemonSet, defaults::daemon_set, validation::validate_daemon_set),
-        "StatefulSet" => typed!(apps::v1::StatefulSet, defaults::stateful_set, validation::validate_stateful_set),
+        "Deployment" => typed!(
+            apps::v1::Deployment,
+            defaults::deployment,
+            validation::validate_deployment
+        ),
+        "ReplicaSet" => typed!(
+            apps::v1::ReplicaSet,
+            defaults::replica_set,
+            validation::validate_replica_set
+        ),
+        "DaemonSet" => typed!(
+            apps::v1::DaemonSet,
+            defaults::daemon_set,
+            validation::validate_daemon_set
+        ),
+        "StatefulSet" => typed!(
+            apps::v1::StatefulSet,
+            defaults::stateful_set,
+            validation::validate_stateful_set
+        ),
         "ControllerRevision" => typed!(apps::v1::ControllerRevision, none, valid),
         "Job" => typed!(batch::v1::Job, defaults::job, validation::validate_job),
-        "CronJob" => typed!(batch::v1::CronJob, defaults::cron_job, validation::validate_cron_job),
+        "CronJob" => typed!(
+            batch::v1::CronJob,
+            defaults::cron_job,
+            validation::validate_cron_job
+        ),
         "Lease" => typed!(coordination::v1::Lease, none, valid),
         "HorizontalPodAutoscaler" => typed!(
             autoscaling::v2::HorizontalPodAutoscaler,
@@ -131,8 +171,14 @@ fn status_reset_on_create(kind: &str) -> Option<Value> {
     match kind {
         "Pod" => Some(json!({})),
         "Service" => Some(json!({"loadBalancer": {}})),
-        "Deployment" | "ReplicaSet" | "ReplicationController" | "DaemonSet" | "StatefulSet"
-        | "Job" | "CronJob" | "HorizontalPodAutoscaler" => Some(json!({})),
+        "Deployment"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "DaemonSet"
+        | "StatefulSet"
+        | "Job"
+        | "CronJob"
+        | "HorizontalPodAutoscaler" => Some(json!({})),
         _ => None,
     }
 }
@@ -164,8 +210,17 @@ pub fn prepare_for_create(resource: &ResourceInfo, obj: &mut Value) {
 /// Carries over what an update of the main resource may not change: identity, creation,
 /// deletion state, and the status (owned by the status subresource).
 pub fn prepare_for_update(resource: &ResourceInfo, new: &mut Value, old: &Value) {
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
-        let v = object::metadata(old).and_then(|m| m.get(field)).cloned().unwrap_or(Value::Null);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        let v = object::metadata(old)
+            .and_then(|m| m.get(field))
+            .cloned()
+            .unwrap_or(Value::Null);
         object::set_meta(new, field, v);
     }
     object::metadata_mut(new).remove("managedFields");
@@ -188,13 +243,24 @@ pub fn prepare_for_update(resource: &ResourceInfo, new: &mut Value, old: &Value)
 /// go away unless the client set them anew (Kubernetes' dropTypeDependentFields): a patch
 /// from NodePort to ClusterIP must not fail on the leftover `externalTrafficPolicy`.
 fn drop_type_dependent_service_fields(new: &mut Value, old: &Value) {
-    let ty = |v: &Value| v.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let ty = |v: &Value| {
+        v.pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string()
+    };
     let external = |t: &str| t == "NodePort" || t == "LoadBalancer";
     if !external(&ty(old)) || external(&ty(new)) {
         return;
     }
-    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else { return };
-    for field in ["externalTrafficPolicy", "healthCheckNodePort", "allocateLoadBalancerNodePorts"] {
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in [
+        "externalTrafficPolicy",
+        "healthCheckNodePort",
+        "allocateLoadBalancerNodePorts",
+    ] {
         if spec.get(field) == old.pointer(&format!("/spec/{field}")) {
             spec.remove(field);
         }
@@ -237,9 +303,13 @@ pub fn bump_generation(resource: &ResourceInfo, new: &mut Value, old: &Value) {
         .and_then(|m| m.get("generation"))
         .and_then(Value::as_i64)
         .unwrap_or(1);
-    let changed = strip(new) != strip(old)
-        || (object::is_terminating(new) && !object::is_terminating(old));
-    let generation = if changed { old_generation + 1 } else { old_generation };
+    let changed =
+        strip(new) != strip(old) || (object::is_terminating(new) && !object::is_terminating(old));
+    let generation = if changed {
+        old_generation + 1
+    } else {
+        old_generation
+    };
     object::set_meta(new, "generation", json!(generation));
 }
 
@@ -282,40 +352,53 @@ pub fn validate_update(resource: &ResourceInfo, new: &Value, old: &Value) -> Api
                     detail: "pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations)".into(),
                 });
             }
-            let node = |v: &Value| v.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string();
+            let node = |v: &Value| {
+                v.pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
             if !node(old).is_empty() && node(new) != node(old) {
-                forbid(&mut errors, "spec.nodeName", "field is immutable once the pod is bound");
+                forbid(
+                    &mut errors,
+                    "spec.nodeName",
+                    "field is immutable once the pod is bound",
+                );
             }
         }
-        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" => {
-            if new.pointer("/spec/selector") != old.pointer("/spec/selector") {
-                forbid(&mut errors, "spec.selector", "field is immutable");
-            }
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet"
+            if new.pointer("/spec/selector") != old.pointer("/spec/selector") =>
+        {
+            forbid(&mut errors, "spec.selector", "field is immutable");
         }
-        "Job" => {
+        "Job"
             if new.pointer("/spec/selector") != old.pointer("/spec/selector")
-                || new.pointer("/spec/template") != old.pointer("/spec/template")
-            {
-                forbid(&mut errors, "spec.template", "field is immutable");
-            }
+                || new.pointer("/spec/template") != old.pointer("/spec/template") =>
+        {
+            forbid(&mut errors, "spec.template", "field is immutable");
         }
         "Service" => {
-            let ip = |v: &Value| v.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+            let ip = |v: &Value| {
+                v.pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
             if !ip(old).is_empty() && ip(new) != ip(old) {
                 forbid(&mut errors, "spec.clusterIPs[0]", "may not change once set");
             }
         }
-        "ConfigMap" | "Secret" => {
+        "ConfigMap" | "Secret"
             if old.get("immutable") == Some(&json!(true))
-                && (new.get("data") != old.get("data") || new.get("binaryData") != old.get("binaryData"))
-            {
-                errors.push(FieldError {
-                    field: "data".into(),
-                    kind: FieldErrorKind::Forbidden,
-                    value: None,
-                    detail: "field is immutable when `immutable` is set".into(),
-                });
-            }
+                && (new.get("data") != old.get("data")
+                    || new.get("binaryData") != old.get("binaryData")) =>
+        {
+            errors.push(FieldError {
+                field: "data".into(),
+                kind: FieldErrorKind::Forbidden,
+                value: None,
+                detail: "field is immutable when `immutable` is set".into(),
+            });
         }
         _ => {}
     }
@@ -348,7 +431,8 @@ mod tests {
     #[test]
     fn bad_types_name_the_field() {
         let deploy = by_kind("apps/v1", "Deployment").unwrap();
-        let obj = json!({"metadata": {"name": "d", "namespace": "x"}, "spec": {"replicas": "three"}});
+        let obj =
+            json!({"metadata": {"name": "d", "namespace": "x"}, "spec": {"replicas": "three"}});
         let err = normalize(deploy, obj).unwrap_err();
         assert_eq!(err.code, 400);
         assert!(err.message.contains("spec.replicas"), "{}", err.message);
@@ -362,7 +446,11 @@ mod tests {
         let err = normalize(pods, pod).unwrap_err();
         assert_eq!(err.code, 422);
         assert!(err.message.contains("metadata.name"), "{}", err.message);
-        assert!(err.message.contains("spec.containers[0].image"), "{}", err.message);
+        assert!(
+            err.message.contains("spec.containers[0].image"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -40,14 +40,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl Authenticator {
     pub fn new(admin_token: String, node_token: String) -> Self {
-        Authenticator { admin_token, node_token }
+        Authenticator {
+            admin_token,
+            node_token,
+        }
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<User, ApiError> {
         let token = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(ApiError::unauthorized)?;
         if constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
@@ -116,15 +122,24 @@ mod tests {
 
     fn headers(token: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
         h
     }
 
     #[test]
     fn tokens_identify_users() {
         let auth = Authenticator::new("admin-secret".into(), "node-secret".into());
-        assert_eq!(auth.authenticate(&headers("admin-secret")).unwrap(), User::Admin);
-        assert_eq!(auth.authenticate(&headers("node-secret")).unwrap(), User::Node);
+        assert_eq!(
+            auth.authenticate(&headers("admin-secret")).unwrap(),
+            User::Admin
+        );
+        assert_eq!(
+            auth.authenticate(&headers("node-secret")).unwrap(),
+            User::Node
+        );
         assert_eq!(auth.authenticate(&headers("nope")).unwrap_err().code, 401);
         assert_eq!(auth.authenticate(&HeaderMap::new()).unwrap_err().code, 401);
     }
@@ -138,7 +153,12 @@ mod tests {
         assert!(authorize(&User::Node, "delete", pods, None, Some("d")).is_ok());
         let err = authorize(&User::Node, "delete", ns, None, None).unwrap_err();
         assert_eq!(err.code, 403);
-        assert!(err.message.contains("cannot delete resource \"namespaces\""), "{}", err.message);
+        assert!(
+            err.message
+                .contains("cannot delete resource \"namespaces\""),
+            "{}",
+            err.message
+        );
         assert!(authorize(&User::Admin, "delete", ns, None, None).is_ok());
     }
 }

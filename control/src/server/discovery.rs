@@ -7,7 +7,16 @@ use serde_json::{json, Value};
 use skiff_api::constants::{KUBERNETES_MAJOR, KUBERNETES_MINOR};
 use skiff_api::resources::{self, ResourceInfo, RESOURCES};
 
-const ALL_VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const ALL_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 pub fn version() -> Value {
     json!({
@@ -45,17 +54,23 @@ fn group_json(group: &str, version: &str) -> Value {
 }
 
 pub fn groups() -> Value {
-    let groups: Vec<Value> = resources::api_groups().iter().map(|(g, v)| group_json(g, v)).collect();
+    let groups: Vec<Value> = resources::api_groups()
+        .iter()
+        .map(|(g, v)| group_json(g, v))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 pub fn group(name: &str) -> Option<Value> {
-    resources::api_groups().iter().find(|(g, _)| *g == name).map(|(g, v)| {
-        let mut doc = group_json(g, v);
-        doc["kind"] = json!("APIGroup");
-        doc["apiVersion"] = json!("v1");
-        doc
-    })
+    resources::api_groups()
+        .iter()
+        .find(|(g, _)| *g == name)
+        .map(|(g, v)| {
+            let mut doc = group_json(g, v);
+            doc["kind"] = json!("APIGroup");
+            doc["apiVersion"] = json!("v1");
+            doc
+        })
 }
 
 /// (name, kind, group, version, verbs) of a subresource, as kube-apiserver lists it.
@@ -88,7 +103,10 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
 }
 
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let members: Vec<&ResourceInfo> = RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let members: Vec<&ResourceInfo> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if members.is_empty() {
         return None;
     }
@@ -112,8 +130,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             list.push(subresource_entry(r, sub));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
 }
 
 const OPENAPI_TITLE: &str = "skiff";
@@ -148,7 +172,11 @@ pub fn openapi_v2_protobuf() -> Vec<u8> {
     }
     let mut info = Vec::new();
     field(&mut info, 1, OPENAPI_TITLE.as_bytes());
-    field(&mut info, 2, format!("v{KUBERNETES_MAJOR}.{KUBERNETES_MINOR}").as_bytes());
+    field(
+        &mut info,
+        2,
+        format!("v{KUBERNETES_MAJOR}.{KUBERNETES_MINOR}").as_bytes(),
+    );
     let mut doc = Vec::new();
     field(&mut doc, 1, b"2.0");
     field(&mut doc, 2, &info);
@@ -166,11 +194,21 @@ mod tests {
     #[test]
     fn core_resources_with_subresources() {
         let list = resource_list("", "v1").unwrap();
-        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"pods"));
         assert!(names.contains(&"pods/status"));
         assert!(names.contains(&"pods/binding"));
-        let pods = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        let pods = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
         assert!(resource_list("nope", "v1").is_none());
@@ -179,7 +217,12 @@ mod tests {
     #[test]
     fn groups_list_preferred_versions() {
         let g = groups();
-        let apps = g["groups"].as_array().unwrap().iter().find(|g| g["name"] == "apps").unwrap();
+        let apps = g["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "apps")
+            .unwrap();
         assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
         assert_eq!(group("batch").unwrap()["kind"], "APIGroup");
     }

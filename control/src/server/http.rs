@@ -55,7 +55,12 @@ pub fn tls_acceptor(pki: &ClusterPki) -> Result<TlsAcceptor, ServerError> {
 }
 
 /// Accepts TLS connections until `shutdown` turns true.
-pub async fn serve(api: Arc<ApiServer>, listener: TcpListener, tls: TlsAcceptor, mut shutdown: tokio_watch::Receiver<bool>) {
+pub async fn serve(
+    api: Arc<ApiServer>,
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    mut shutdown: tokio_watch::Receiver<bool>,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -120,7 +125,11 @@ fn text_response(code: u16, content_type: &str, body: impl Into<Body>) -> Respon
 /// The verb kube-apiserver would log for this request.
 fn verb_of(method: &Method, rp: &ResourcePath, query: &Query) -> &'static str {
     let watch = rp.legacy_watch || query.flag("watch");
-    match (method.as_str(), rp.name.is_some(), rp.subresource.as_deref()) {
+    match (
+        method.as_str(),
+        rp.name.is_some(),
+        rp.subresource.as_deref(),
+    ) {
         ("GET", _, _) if watch => "watch",
         ("GET", false, _) => "list",
         ("GET", true, _) => "get",
@@ -171,7 +180,13 @@ async fn handle(api: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body> {
                 Some(s) => format!("{}/{}", rp.resource.plural, s),
                 None => rp.resource.plural.to_string(),
             };
-            let result = match auth::authorize(&user, verb, rp.resource, rp.subresource.as_deref(), rp.namespace.as_deref()) {
+            let result = match auth::authorize(
+                &user,
+                verb,
+                rp.resource,
+                rp.subresource.as_deref(),
+                rp.namespace.as_deref(),
+            ) {
                 Ok(()) => serve_resource(&api, req, rp, &query).await,
                 Err(e) => Err(e),
             };
@@ -179,7 +194,8 @@ async fn handle(api: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body> {
         }
         other => ("get", String::new(), serve_non_resource(&api, &req, other)),
     };
-    api.metrics.observe_request(verb, &resource_label, response.status().as_u16(), started);
+    api.metrics
+        .observe_request(verb, &resource_label, response.status().as_u16(), started);
     response
 }
 
@@ -195,14 +211,25 @@ fn serve_non_resource(api: &ApiServer, req: &Request<Incoming>, route: Route) ->
         Route::Metrics => text_response(200, "text/plain; version=0.0.4", api.metrics.render()),
         Route::CoreVersions => json_response(200, &discovery::core_versions(&host)),
         Route::Groups => json_response(200, &discovery::groups()),
-        Route::Group(g) => discovery::group(&g).map(|d| json_response(200, &d)).unwrap_or_else(not_found),
+        Route::Group(g) => discovery::group(&g)
+            .map(|d| json_response(200, &d))
+            .unwrap_or_else(not_found),
         Route::ResourceList { group, version } => discovery::resource_list(&group, &version)
             .map(|d| json_response(200, &d))
             .unwrap_or_else(not_found),
         Route::OpenApiV2 => {
-            let accept = req.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or("");
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or("");
             if accept.contains("protobuf") {
-                text_response(200, "application/com.github.proto-openapi.spec.v2@v1.0+protobuf", discovery::openapi_v2_protobuf())
+                // The `@` form is only for Accept: Go clients cannot parse it as a Content-Type.
+                text_response(
+                    200,
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                    discovery::openapi_v2_protobuf(),
+                )
             } else {
                 json_response(200, &discovery::openapi_v2_json())
             }
@@ -226,7 +253,11 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(HeaderMap, Bytes)> {
         .await
         .map_err(|e| {
             if e.to_string().contains("length limit") {
-                ApiError::new(413, "RequestEntityTooLarge", format!("request body is larger than {MAX_BODY} bytes"))
+                ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    format!("request body is larger than {MAX_BODY} bytes"),
+                )
             } else {
                 ApiError::bad_request(format!("reading request body: {e}"))
             }
@@ -239,7 +270,13 @@ fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|s| {
+            s.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -247,17 +284,22 @@ fn content_type(headers: &HeaderMap) -> String {
 fn decode_object(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = content_type(headers);
     let value: Value = match ct.as_str() {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the body of the request is not valid JSON: {e}")))?,
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the body of the request is not valid JSON: {e}"))
+        })?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the body of the request is not valid YAML: {e}")))?,
+            .map_err(|e| {
+                ApiError::bad_request(format!("the body of the request is not valid YAML: {e}"))
+            })?,
         "application/vnd.kubernetes.protobuf" => {
             return Err(ApiError::unsupported_media_type(&ct));
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !value.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     }
     Ok(value)
 }
@@ -268,7 +310,9 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| {
-            a.split(',').next().is_some_and(|first| first.contains("as=Table"))
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
         })
 }
 
@@ -284,12 +328,22 @@ fn list_options(query: &Query) -> ApiResult<ListOptions> {
 fn label_selector(query: &Query) -> ApiResult<Option<Selector>> {
     query
         .get_nonempty("labelSelector")
-        .map(|s| Selector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}"))))
+        .map(|s| {
+            Selector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))
+        })
         .transpose()
 }
 
-fn field_selector(r: &ResourceInfo, query: &Query, name: Option<&str>) -> ApiResult<Option<FieldSelector>> {
-    let mut text = query.get_nonempty("fieldSelector").unwrap_or("").to_string();
+fn field_selector(
+    r: &ResourceInfo,
+    query: &Query,
+    name: Option<&str>,
+) -> ApiResult<Option<FieldSelector>> {
+    let mut text = query
+        .get_nonempty("fieldSelector")
+        .unwrap_or("")
+        .to_string();
     if let Some(name) = name {
         // A watch on one object is a watch on the collection with a name selector.
         if !text.is_empty() {
@@ -300,8 +354,10 @@ fn field_selector(r: &ResourceInfo, query: &Query, name: Option<&str>) -> ApiRes
     if text.is_empty() {
         return Ok(None);
     }
-    let sel = FieldSelector::parse(&text).map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
-    sel.check_supported(r.kind).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let sel = FieldSelector::parse(&text)
+        .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
+    sel.check_supported(r.kind)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Some(sel))
 }
 
@@ -336,7 +392,12 @@ fn list_json(r: &ResourceInfo, list: super::ops::ObjectList) -> Value {
     })
 }
 
-async fn serve_resource(api: &Arc<ApiServer>, req: Request<Incoming>, rp: ResourcePath, query: &Query) -> ApiResult<Response<Body>> {
+async fn serve_resource(
+    api: &Arc<ApiServer>,
+    req: Request<Incoming>,
+    rp: ResourcePath,
+    query: &Query,
+) -> ApiResult<Response<Body>> {
     let r = rp.resource;
     let ns = rp.namespace.clone();
     let nsr = ns.as_deref();
@@ -349,7 +410,9 @@ async fn serve_resource(api: &Arc<ApiServer>, req: Request<Incoming>, rp: Resour
         (&Method::GET, name, None) if is_watch => {
             let after_revision = match query.get_nonempty("resourceVersion") {
                 None | Some("0") => None,
-                Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}: not a number")))?),
+                Some(v) => Some(v.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {v:?}: not a number"))
+                })?),
             };
             let params = WatchParams {
                 after_revision,
@@ -363,7 +426,9 @@ async fn serve_resource(api: &Arc<ApiServer>, req: Request<Incoming>, rp: Resour
             };
             let render: watch::Render = if table {
                 let inc = include_object(query)?;
-                Arc::new(move |obj: &Value| printers::table(r, std::slice::from_ref(obj), inc, jiff::Timestamp::now()))
+                Arc::new(move |obj: &Value| {
+                    printers::table(r, std::slice::from_ref(obj), inc, jiff::Timestamp::now())
+                })
             } else {
                 Arc::new(|obj: &Value| obj.clone())
             };
@@ -374,14 +439,19 @@ async fn serve_resource(api: &Arc<ApiServer>, req: Request<Incoming>, rp: Resour
                 .header(header::CONTENT_TYPE, "application/json")
                 .header(header::CACHE_CONTROL, "no-cache, private")
                 .body(Body::from_stream(stream))
-                .map_err(|e| ApiError::internal(e))?)
+                .map_err(ApiError::internal)?)
         }
         (&Method::GET, None, None) => {
             let mut opts = list_options(query)?;
             opts.fields = field_selector(r, query, None)?;
             let list = api.list(r, nsr, &opts).await?;
             if table {
-                let mut t = printers::table(r, &list.items, include_object(query)?, jiff::Timestamp::now());
+                let mut t = printers::table(
+                    r,
+                    &list.items,
+                    include_object(query)?,
+                    jiff::Timestamp::now(),
+                );
                 t["metadata"]["resourceVersion"] = json!(list.revision.to_string());
                 if let Some(c) = &list.continue_token {
                     t["metadata"]["continue"] = json!(c);
@@ -393,7 +463,10 @@ async fn serve_resource(api: &Arc<ApiServer>, req: Request<Incoming>, rp: Resour
         (&Method::GET, Some(name), None | Some("status")) => {
             let obj = api.get(r, nsr, name).await?;
             if table && sub.is_none() {
-                return Ok(json_response(200, &printers::table(r, &[obj], include_object(query)?, jiff::Timestamp::now())));
+                return Ok(json_response(
+                    200,
+                    &printers::table(r, &[obj], include_object(query)?, jiff::Timestamp::now()),
+                ));
             }
             Ok(json_response(200, &obj))
         }
@@ -420,13 +493,21 @@ async fn serve_resource(api: &Arc<ApiServer>, req: Request<Incoming>, rp: Resour
             let eviction = decode_object(&headers, &body)?;
             let opts = DeleteOptions::from_request(eviction.get("deleteOptions"), query)?;
             let pod = api.delete(r, nsr, name, &opts).await?;
-            Ok(json_response(201, &status::success_status(r, name, object::uid(&pod))))
+            Ok(json_response(
+                201,
+                &status::success_status(r, name, object::uid(&pod)),
+            ))
         }
         (_, Some(name), Some(node_sub @ ("log" | "exec" | "attach" | "portforward"))) => {
             let pod = api.get(r, nsr, name).await?;
-            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            let node = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if node.is_empty() {
-                return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+                return Err(ApiError::bad_request(format!(
+                    "pod {name} does not have a host assigned"
+                )));
             }
             Err(ApiError::unavailable(format!(
                 "pods/{node_sub} is served by the node daemon of node \"{node}\", and this control plane has no connection to node daemons yet"
@@ -436,7 +517,11 @@ async fn serve_resource(api: &Arc<ApiServer>, req: Request<Incoming>, rp: Resour
             let dry = dry_run(query)?;
             let (headers, body) = read_body(req).await?;
             let obj = decode_object(&headers, &body)?;
-            let part = if sub == Some("status") { Part::Status } else { Part::Main };
+            let part = if sub == Some("status") {
+                Part::Status
+            } else {
+                Part::Main
+            };
             let updated = api.update(r, nsr, name, obj, part, dry).await?;
             Ok(json_response(200, &updated))
         }
@@ -445,31 +530,54 @@ async fn serve_resource(api: &Arc<ApiServer>, req: Request<Incoming>, rp: Resour
             let (headers, body) = read_body(req).await?;
             let scale = decode_object(&headers, &body)?;
             let ns = nsr.ok_or_else(|| ApiError::bad_request("scale needs a namespace"))?;
-            Ok(json_response(200, &api.update_scale(r, ns, name, ScaleChange::Replace(&scale), dry).await?))
+            Ok(json_response(
+                200,
+                &api.update_scale(r, ns, name, ScaleChange::Replace(&scale), dry)
+                    .await?,
+            ))
         }
         (&Method::PATCH, Some(name), None | Some("status") | Some("scale")) => {
             let dry = dry_run(query)?;
             let (headers, body) = read_body(req).await?;
             let ct = content_type(&headers);
-            let patch_type = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+            let patch_type = PatchType::from_content_type(&ct)
+                .ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
             if sub == Some("scale") {
                 let ns = nsr.ok_or_else(|| ApiError::bad_request("scale needs a namespace"))?;
-                return Ok(json_response(200, &api.update_scale(r, ns, name, ScaleChange::Patch(patch_type, &body), dry).await?));
+                return Ok(json_response(
+                    200,
+                    &api.update_scale(r, ns, name, ScaleChange::Patch(patch_type, &body), dry)
+                        .await?,
+                ));
             }
-            let part = if sub == Some("status") { Part::Status } else { Part::Main };
-            let patched = api.patch(r, nsr, name, part, patch_type, &body, dry).await?;
+            let part = if sub == Some("status") {
+                Part::Status
+            } else {
+                Part::Main
+            };
+            let patched = api
+                .patch(r, nsr, name, part, patch_type, &body, dry)
+                .await?;
             Ok(json_response(200, &patched))
         }
         (&Method::DELETE, Some(name), None) => {
             let (headers, body) = read_body(req).await?;
-            let opts_body = if body.is_empty() { None } else { Some(decode_object(&headers, &body)?) };
+            let opts_body = if body.is_empty() {
+                None
+            } else {
+                Some(decode_object(&headers, &body)?)
+            };
             let opts = DeleteOptions::from_request(opts_body.as_ref(), query)?;
             let obj = api.delete(r, nsr, name, &opts).await?;
             Ok(json_response(200, &obj))
         }
         (&Method::DELETE, None, None) => {
             let (headers, body) = read_body(req).await?;
-            let opts_body = if body.is_empty() { None } else { Some(decode_object(&headers, &body)?) };
+            let opts_body = if body.is_empty() {
+                None
+            } else {
+                Some(decode_object(&headers, &body)?)
+            };
             let opts = DeleteOptions::from_request(opts_body.as_ref(), query)?;
             let mut list_opts = list_options(query)?;
             list_opts.fields = field_selector(r, query, None)?;
@@ -478,32 +586,41 @@ async fn serve_resource(api: &Arc<ApiServer>, req: Request<Incoming>, rp: Resour
             let list = api.list(r, nsr, &list_opts).await?;
             let mut deleted = Vec::new();
             for obj in &list.items {
-                match api.delete(r, object::namespace(obj), object::name(obj), &opts).await {
+                match api
+                    .delete(r, object::namespace(obj), object::name(obj), &opts)
+                    .await
+                {
                     Ok(o) => deleted.push(o),
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }
             }
-            Ok(json_response(200, &json!({
-                "kind": r.list_kind(),
-                "apiVersion": r.api_version(),
-                "metadata": {"resourceVersion": list.revision.to_string()},
-                "items": deleted,
-            })))
+            Ok(json_response(
+                200,
+                &json!({
+                    "kind": r.list_kind(),
+                    "apiVersion": r.api_version(),
+                    "metadata": {"resourceVersion": list.revision.to_string()},
+                    "items": deleted,
+                }),
+            ))
         }
-        _ => Err(ApiError::method_not_allowed(method.as_str(), req.uri().path())),
+        _ => Err(ApiError::method_not_allowed(
+            method.as_str(),
+            req.uri().path(),
+        )),
     }
 }
 
+type InfallibleFrames<S> = futures::stream::Map<S, fn(Bytes) -> Result<Bytes, Infallible>>;
+
 /// Maps a stream of bytes into body frames that never fail.
-trait MapOkInfallible {
-    fn map_ok_infallible(self) -> futures::stream::Map<Self, fn(Bytes) -> Result<Bytes, Infallible>>
-    where
-        Self: Sized;
+trait MapOkInfallible: Sized {
+    fn map_ok_infallible(self) -> InfallibleFrames<Self>;
 }
 
 impl<S: futures::Stream<Item = Bytes>> MapOkInfallible for S {
-    fn map_ok_infallible(self) -> futures::stream::Map<Self, fn(Bytes) -> Result<Bytes, Infallible>> {
+    fn map_ok_infallible(self) -> InfallibleFrames<Self> {
         futures::StreamExt::map(self, Ok as fn(Bytes) -> Result<Bytes, Infallible>)
     }
 }

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::store::{ListResult, KeyValue, Store, StoreError, WatchStream};
+use crate::store::{KeyValue, ListResult, Store, StoreError, WatchStream};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -61,7 +61,11 @@ impl Metrics {
         let store_latency: Family<StoreLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
         let watchers = Gauge::default();
-        registry.register("apiserver_request", "API requests by verb, resource and HTTP code", requests.clone());
+        registry.register(
+            "apiserver_request",
+            "API requests by verb, resource and HTTP code",
+            requests.clone(),
+        );
         registry.register(
             "apiserver_request_duration_seconds",
             "API request latency by verb and resource (watches: time to first byte)",
@@ -72,22 +76,42 @@ impl Metrics {
             "Store operation latency by operation and backend",
             store_latency.clone(),
         );
-        registry.register("apiserver_registered_watchers", "Open watch streams", watchers.clone());
-        Metrics { registry, requests, request_latency, store_latency, watchers }
+        registry.register(
+            "apiserver_registered_watchers",
+            "Open watch streams",
+            watchers.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_latency,
+            store_latency,
+            watchers,
+        }
     }
 
     pub fn observe_request(&self, verb: &str, resource: &str, code: u16, started: Instant) {
         self.requests
-            .get_or_create(&RequestLabels { verb: verb.into(), resource: resource.into(), code: code.to_string() })
+            .get_or_create(&RequestLabels {
+                verb: verb.into(),
+                resource: resource.into(),
+                code: code.to_string(),
+            })
             .inc();
         self.request_latency
-            .get_or_create(&LatencyLabels { verb: verb.into(), resource: resource.into() })
+            .get_or_create(&LatencyLabels {
+                verb: verb.into(),
+                resource: resource.into(),
+            })
             .observe(started.elapsed().as_secs_f64());
     }
 
     fn observe_store(&self, operation: &str, backend: &'static str, started: Instant) {
         self.store_latency
-            .get_or_create(&StoreLabels { operation: operation.into(), backend: backend.into() })
+            .get_or_create(&StoreLabels {
+                operation: operation.into(),
+                backend: backend.into(),
+            })
             .observe(started.elapsed().as_secs_f64());
     }
 
@@ -125,7 +149,9 @@ macro_rules! timed {
     ($self:ident, $op:expr, $call:expr) => {{
         let started = Instant::now();
         let result = $call.await;
-        $self.metrics.observe_store($op, $self.inner.name(), started);
+        $self
+            .metrics
+            .observe_store($op, $self.inner.name(), started);
         result
     }};
 }
@@ -138,7 +164,12 @@ impl Store for InstrumentedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         timed!(self, "get", self.inner.get(key))
     }
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult, StoreError> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListResult, StoreError> {
         timed!(self, "list", self.inner.list(prefix, start_after, limit))
     }
     async fn count(&self, prefix: &str) -> Result<usize, StoreError> {
@@ -147,10 +178,23 @@ impl Store for InstrumentedStore {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64, StoreError> {
         timed!(self, "create", self.inner.create(key, value))
     }
-    async fn update(&self, key: &str, value: Vec<u8>, expected_revision: i64) -> Result<i64, StoreError> {
-        timed!(self, "update", self.inner.update(key, value, expected_revision))
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected_revision: i64,
+    ) -> Result<i64, StoreError> {
+        timed!(
+            self,
+            "update",
+            self.inner.update(key, value, expected_revision)
+        )
     }
-    async fn delete(&self, key: &str, expected_revision: Option<i64>) -> Result<(i64, KeyValue), StoreError> {
+    async fn delete(
+        &self,
+        key: &str,
+        expected_revision: Option<i64>,
+    ) -> Result<(i64, KeyValue), StoreError> {
         timed!(self, "delete", self.inner.delete(key, expected_revision))
     }
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream, StoreError> {
@@ -173,7 +217,15 @@ mod tests {
         let m = Metrics::new();
         m.observe_request("list", "pods", 200, Instant::now());
         let text = m.render();
-        assert!(text.contains("apiserver_request_total{verb=\"list\",resource=\"pods\",code=\"200\"} 1"), "{text}");
-        assert!(text.contains("apiserver_request_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains(
+                "apiserver_request_total{verb=\"list\",resource=\"pods\",code=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("apiserver_request_duration_seconds_bucket"),
+            "{text}"
+        );
     }
 }

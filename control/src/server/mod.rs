@@ -31,7 +31,10 @@ use metrics::{InstrumentedStore, Metrics};
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("credentials: {0}")]
     Pki(#[from] pki::PkiError),
     #[error("tls configuration: {0}")]
@@ -41,7 +44,10 @@ pub enum ServerError {
     #[error("bootstrap: {0}")]
     Bootstrap(String),
     #[error("create {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// How the API server is set up.
@@ -113,7 +119,11 @@ impl ApiServer {
         let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics.clone()));
         let cidr = Ipv4Cidr::parse(&config.service_cidr)?;
         let allocator = ServiceAllocator::new(store.clone(), cidr, config.node_port_range);
-        let sans = pki::default_sans(config.listen.ip(), &config.extra_sans, IpAddr::V4(allocator.api_service_ip()));
+        let sans = pki::default_sans(
+            config.listen.ip(),
+            &config.extra_sans,
+            IpAddr::V4(allocator.api_service_ip()),
+        );
         let mut sans = sans;
         if let Some(adv) = config.advertise_address {
             sans.push(adv.to_string());
@@ -157,11 +167,16 @@ impl ApiServer {
     pub async fn start(self: &Arc<Self>) -> Result<ServerHandle, ServerError> {
         let listener = TcpListener::bind(self.config.listen)
             .await
-            .map_err(|source| ServerError::Listen { addr: self.config.listen, source })?;
-        let local_addr = listener.local_addr().map_err(|source| ServerError::Listen {
-            addr: self.config.listen,
-            source,
-        })?;
+            .map_err(|source| ServerError::Listen {
+                addr: self.config.listen,
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen {
+                addr: self.config.listen,
+                source,
+            })?;
         let url_host = match self.config.listen.ip() {
             ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
             ip => ip,
@@ -170,12 +185,21 @@ impl ApiServer {
             IpAddr::V6(v6) => format!("https://[{v6}]:{}", local_addr.port()),
             IpAddr::V4(v4) => format!("https://{v4}:{}", local_addr.port()),
         };
-        let kubeconfig = pki::kubeconfig(&server_url, &self.pki.ca_pem, "skiff-admin", &self.pki.admin_token);
+        let kubeconfig = pki::kubeconfig(
+            &server_url,
+            &self.pki.ca_pem,
+            "skiff-admin",
+            &self.pki.admin_token,
+        );
         pki::write_secret_file(&self.config.data_dir.join("admin.kubeconfig"), &kubeconfig)?;
 
-        crate::registry::lifecycle::bootstrap(self, self.advertise_ip(local_addr), local_addr.port())
-            .await
-            .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+        crate::registry::lifecycle::bootstrap(
+            self,
+            self.advertise_ip(local_addr),
+            local_addr.port(),
+        )
+        .await
+        .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
         self.ready.store(true, Ordering::Release);
         crate::registry::lifecycle::spawn_background_loops(self.clone());
 
@@ -184,10 +208,17 @@ impl ApiServer {
         let api = self.clone();
         let task = tokio::spawn(http::serve(api, listener, tls, shutdown_rx));
         tracing::info!(%local_addr, store = self.store.name(), "API server listening");
-        Ok(ServerHandle { api: self.clone(), local_addr, shutdown, task })
+        Ok(ServerHandle {
+            api: self.clone(),
+            local_addr,
+            shutdown,
+            task,
+        })
     }
 }
 
 fn first_host_address() -> Option<IpAddr> {
-    pki::local_addresses().into_iter().find(|ip| !ip.is_loopback())
+    pki::local_addresses()
+        .into_iter()
+        .find(|ip| !ip.is_loopback())
 }

@@ -64,12 +64,18 @@ impl DeleteOptions {
             if b.get("orphanDependents") == Some(&json!(true)) {
                 opts.propagation = Some(Propagation::Orphan);
             }
-            opts.precondition_uid = b.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+            opts.precondition_uid = b
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(String::from);
             opts.precondition_resource_version = b
                 .pointer("/preconditions/resourceVersion")
                 .and_then(Value::as_str)
                 .map(String::from);
-            opts.dry_run = b.get("dryRun").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            opts.dry_run = b
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
         }
         if let Some(g) = query.number::<i64>("gracePeriodSeconds")? {
             opts.grace_period_seconds = Some(g);
@@ -115,7 +121,11 @@ struct ContinueToken {
 }
 
 fn encode_continue(rv: i64, start: &str) -> String {
-    let token = serde_json::to_vec(&ContinueToken { rv, start: start.to_string() }).unwrap_or_default();
+    let token = serde_json::to_vec(&ContinueToken {
+        rv,
+        start: start.to_string(),
+    })
+    .unwrap_or_default();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
 }
 
@@ -164,28 +174,38 @@ pub fn check_type(resource: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
 }
 
 /// Reconciles the namespace in the body with the one in the URL.
-fn check_namespace(resource: &ResourceInfo, namespace: Option<&str>, obj: &mut Value) -> ApiResult<()> {
+fn check_namespace(
+    resource: &ResourceInfo,
+    namespace: Option<&str>,
+    obj: &mut Value,
+) -> ApiResult<()> {
     if !resource.namespaced {
         object::set_meta(obj, "namespace", Value::Null);
         return Ok(());
     }
     let url_ns = namespace.ok_or_else(|| {
-        ApiError::bad_request(format!("{} must be created in a namespace", resource.plural))
+        ApiError::bad_request(format!(
+            "{} must be created in a namespace",
+            resource.plural
+        ))
     })?;
     match object::namespace(obj) {
         None => object::set_meta(obj, "namespace", json!(url_ns)),
         Some(ns) if ns == url_ns => {}
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ))
-        }
+        Some(_) => return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
     }
     Ok(())
 }
 
 impl ApiServer {
-    async fn get_current(&self, r: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<(Value, i64)> {
+    async fn get_current(
+        &self,
+        r: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<(Value, i64)> {
         match self.store.get(&object::key(r, ns, name)).await? {
             Some(kv) => Ok((object::decode(&kv)?, kv.mod_revision)),
             None => Err(ApiError::not_found(r, name)),
@@ -202,27 +222,43 @@ impl ApiServer {
         page.items.iter().map(object::decode).collect()
     }
 
-    pub async fn list(&self, r: &ResourceInfo, ns: Option<&str>, opts: &ListOptions) -> ApiResult<ObjectList> {
+    pub async fn list(
+        &self,
+        r: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ObjectList> {
         let prefix = object::prefix(r, ns);
         let (mut cursor, mut revision) = match &opts.continue_token {
             Some(t) => {
                 let t = decode_continue(t)?;
                 if !t.start.starts_with(&prefix) {
-                    return Err(ApiError::bad_request("continue key does not belong to this list"));
+                    return Err(ApiError::bad_request(
+                        "continue key does not belong to this list",
+                    ));
                 }
                 (Some(t.start), Some(t.rv))
             }
             None => (None, None),
         };
         let matches = |obj: &Value| {
-            opts.labels.as_ref().is_none_or(|s| s.matches(&object::labels(obj)))
+            opts.labels
+                .as_ref()
+                .is_none_or(|s| s.matches(&object::labels(obj)))
                 && opts.fields.as_ref().is_none_or(|f| f.matches(obj))
         };
         let mut items = Vec::new();
         // Read pages until `limit` objects matched, so selectors do not shrink pages.
-        let page_size = if opts.limit == 0 { 0 } else { opts.limit.max(50) };
+        let page_size = if opts.limit == 0 {
+            0
+        } else {
+            opts.limit.max(50)
+        };
         loop {
-            let page = self.store.list(&prefix, cursor.as_deref(), page_size).await?;
+            let page = self
+                .store
+                .list(&prefix, cursor.as_deref(), page_size)
+                .await?;
             let rev = *revision.get_or_insert(page.revision);
             let count = page.items.len();
             for (i, kv) in page.items.iter().enumerate() {
@@ -232,19 +268,33 @@ impl ApiServer {
                     if opts.limit > 0 && items.len() == opts.limit {
                         let more = i + 1 < count || page.more;
                         let token = more.then(|| encode_continue(rev, &kv.key));
-                        return Ok(ObjectList { items, revision: rev, continue_token: token });
+                        return Ok(ObjectList {
+                            items,
+                            revision: rev,
+                            continue_token: token,
+                        });
                     }
                 }
             }
             if !page.more || count == 0 {
-                return Ok(ObjectList { items, revision: rev, continue_token: None });
+                return Ok(ObjectList {
+                    items,
+                    revision: rev,
+                    continue_token: None,
+                });
             }
             cursor = page.items.last().map(|kv| kv.key.clone());
         }
     }
 
     /// Creates an object (POST to a collection).
-    pub async fn create(self: &Arc<Self>, r: &'static ResourceInfo, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+    pub async fn create(
+        self: &Arc<Self>,
+        r: &'static ResourceInfo,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
         check_type(r, &mut obj)?;
         check_namespace(r, ns, &mut obj)?;
         if object::name(&obj).is_empty() {
@@ -330,11 +380,17 @@ impl ApiServer {
         }
         let precondition = object::resource_version(&obj).map(parse_rv).transpose()?;
         let result = self
-            .guaranteed_update(r, ns, name, precondition, part, dry_run, |_old| Ok(obj.clone()))
+            .guaranteed_update(r, ns, name, precondition, part, dry_run, |_old| {
+                Ok(obj.clone())
+            })
             .await;
         match result {
             // Leases and Endpoints may be created by PUT, as Kubernetes allows.
-            Err(e) if e.code == 404 && matches!(r.kind, "Lease" | "Endpoints") && part == Part::Main => {
+            Err(e)
+                if e.code == 404
+                    && matches!(r.kind, "Lease" | "Endpoints")
+                    && part == Part::Main =>
+            {
                 self.create(r, ns, obj, dry_run).await
             }
             other => other,
@@ -461,12 +517,22 @@ impl ApiServer {
                 }
             }
         }
-        Err(ApiError::conflict_message(r, name, "too many concurrent writers; try again"))
+        Err(ApiError::conflict_message(
+            r,
+            name,
+            "too many concurrent writers; try again",
+        ))
     }
 
     /// Deletes an object: gracefully for pods on a node, after finalizers for objects that
     /// carry them, at once otherwise. Returns the object as last stored.
-    pub async fn delete(self: &Arc<Self>, r: &'static ResourceInfo, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Value> {
+    pub async fn delete(
+        self: &Arc<Self>,
+        r: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Value> {
         let ns = if r.namespaced { ns } else { None };
         let key = object::key(r, ns, name);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
@@ -490,7 +556,11 @@ impl ApiServer {
                 }
             }
             if r.kind == "Namespace" && skiff_api::constants::BUILTIN_NAMESPACES.contains(&name) {
-                return Err(ApiError::forbidden(r, name, "this namespace may not be deleted"));
+                return Err(ApiError::forbidden(
+                    r,
+                    name,
+                    "this namespace may not be deleted",
+                ));
             }
             if opts.dry_run {
                 return Ok(old);
@@ -499,10 +569,16 @@ impl ApiServer {
             let mut new = old.clone();
             let mut finalizers = object::finalizers(&old);
             match propagation {
-                Propagation::Foreground if !finalizers.iter().any(|f| f == lifecycle::FOREGROUND_FINALIZER) => {
+                Propagation::Foreground
+                    if !finalizers
+                        .iter()
+                        .any(|f| f == lifecycle::FOREGROUND_FINALIZER) =>
+                {
                     finalizers.push(lifecycle::FOREGROUND_FINALIZER.into())
                 }
-                Propagation::Orphan if !finalizers.iter().any(|f| f == lifecycle::ORPHAN_FINALIZER) => {
+                Propagation::Orphan
+                    if !finalizers.iter().any(|f| f == lifecycle::ORPHAN_FINALIZER) =>
+                {
                     finalizers.push(lifecycle::ORPHAN_FINALIZER.into())
                 }
                 _ => {}
@@ -528,12 +604,18 @@ impl ApiServer {
             let grace = self.graceful_period(r, &old, opts).await?;
             if grace > 0 {
                 // Graceful pod deletion: the node stops the pod, then confirms with grace 0.
-                let current = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+                let current = old
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64);
                 if current.is_some_and(|c| c <= grace) {
                     return Ok(old);
                 }
                 let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                object::set_meta(&mut new, "deletionTimestamp", json!(object::timestamp(deadline)));
+                object::set_meta(
+                    &mut new,
+                    "deletionTimestamp",
+                    json!(object::timestamp(deadline)),
+                );
                 object::set_meta(&mut new, "deletionGracePeriodSeconds", json!(grace));
                 object::set_finalizers(&mut new, &finalizers);
                 match self.write_terminating(r, &key, new, old_rv).await {
@@ -553,7 +635,12 @@ impl ApiServer {
                 }
                 match self.write_terminating(r, &key, new, old_rv).await {
                     Ok(v) => {
-                        lifecycle::spawn_finalizer_work(self.clone(), r, ns.map(String::from), name.to_string());
+                        lifecycle::spawn_finalizer_work(
+                            self.clone(),
+                            r,
+                            ns.map(String::from),
+                            name.to_string(),
+                        );
                         return Ok(v);
                     }
                     Err(e) if e.code == 409 => continue,
@@ -572,10 +659,20 @@ impl ApiServer {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::conflict_message(r, name, "too many concurrent writers; try again"))
+        Err(ApiError::conflict_message(
+            r,
+            name,
+            "too many concurrent writers; try again",
+        ))
     }
 
-    async fn write_terminating(&self, r: &ResourceInfo, key: &str, mut new: Value, old_rv: i64) -> ApiResult<Value> {
+    async fn write_terminating(
+        &self,
+        r: &ResourceInfo,
+        key: &str,
+        mut new: Value,
+        old_rv: i64,
+    ) -> ApiResult<Value> {
         let name = object::name(&new).to_string();
         match self.store.update(key, object::encode(&new), old_rv).await {
             Ok(rev) => {
@@ -590,24 +687,43 @@ impl ApiServer {
 
     /// The grace period of a deletion: only pods bound to an existing node that has not
     /// finished get one (Kubernetes' CheckGracefulDeleteStrategy).
-    async fn graceful_period(&self, r: &ResourceInfo, pod: &Value, opts: &DeleteOptions) -> ApiResult<i64> {
+    async fn graceful_period(
+        &self,
+        r: &ResourceInfo,
+        pod: &Value,
+        opts: &DeleteOptions,
+    ) -> ApiResult<i64> {
         if r.kind != "Pod" {
             return Ok(0);
         }
-        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-        let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if node.is_empty() || matches!(phase, "Succeeded" | "Failed") {
             return Ok(0);
         }
         let requested = opts.grace_period_seconds.unwrap_or_else(|| {
-            pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
         });
         if requested == 0 {
             return Ok(0);
         }
         // A pod on a node that does not exist has nobody to stop it (PodGC would remove it).
-        let nodes = resources::by_plural("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes resource missing"))?;
-        if self.store.get(&object::key(nodes, None, node)).await?.is_none() {
+        let nodes = resources::by_plural("", "v1", "nodes")
+            .ok_or_else(|| ApiError::internal("nodes resource missing"))?;
+        if self
+            .store
+            .get(&object::key(nodes, None, node))
+            .await?
+            .is_none()
+        {
             return Ok(0);
         }
         // Kubernetes treats 0 as "immediately" and clamps other values to at least 1 s.
@@ -616,27 +732,46 @@ impl ApiServer {
 
     /// `pods/{name}/binding`: assigns a pod to a node once.
     pub async fn bind(self: &Arc<Self>, ns: &str, name: &str, binding: &Value) -> ApiResult<Value> {
-        let pods = resources::by_plural("", "v1", "pods").ok_or_else(|| ApiError::internal("pods resource missing"))?;
+        let pods = resources::by_plural("", "v1", "pods")
+            .ok_or_else(|| ApiError::internal("pods resource missing"))?;
         let target = binding
             .pointer("/target/name")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::bad_request("binding target.name: Required value"))?
             .to_string();
-        if binding.pointer("/target/kind").and_then(Value::as_str).is_some_and(|k| k != "Node" && !k.is_empty()) {
+        if binding
+            .pointer("/target/kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k != "Node" && !k.is_empty())
+        {
             return Err(ApiError::bad_request("binding target.kind must be Node"));
         }
-        let uid_precondition = binding.pointer("/metadata/uid").and_then(Value::as_str).map(String::from);
+        let uid_precondition = binding
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
         self.guaranteed_update(pods, Some(ns), name, None, Part::Main, false, |old| {
             if let Some(uid) = &uid_precondition {
                 if uid != object::uid(old) {
-                    return Err(ApiError::conflict_message(pods, name, "the pod's UID changed"));
+                    return Err(ApiError::conflict_message(
+                        pods,
+                        name,
+                        "the pod's UID changed",
+                    ));
                 }
             }
             if object::is_terminating(old) {
-                return Err(ApiError::conflict_message(pods, name, "pod is being deleted, cannot be assigned to a host"));
+                return Err(ApiError::conflict_message(
+                    pods,
+                    name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
             }
-            let current = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            let current = old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !current.is_empty() {
                 return Err(ApiError::conflict_message(
                     pods,
@@ -664,7 +799,9 @@ impl ApiServer {
             Ok(new)
         })
         .await?;
-        Ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+        Ok(
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        )
     }
 
     /// The `scale` subresource view of a workload (autoscaling/v1 Scale).
@@ -672,13 +809,18 @@ impl ApiServer {
         let selector = match obj.pointer("/spec/selector") {
             Some(sel) if r.kind == "ReplicationController" => {
                 let map = object::string_map(Some(sel));
-                map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+                map.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
             }
-            Some(sel) => serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>(sel.clone())
-                .ok()
-                .and_then(|s| Selector::from_label_selector(&s).ok())
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
+            Some(sel) => serde_json::from_value::<
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+            >(sel.clone())
+            .ok()
+            .and_then(|s| Selector::from_label_selector(&s).ok())
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
             None => String::new(),
         };
         let meta = object::metadata(obj).cloned().unwrap_or_default();
@@ -710,37 +852,50 @@ impl ApiServer {
         dry_run: bool,
     ) -> ApiResult<Value> {
         let precondition = match &change {
-            ScaleChange::Replace(scale) => object::resource_version(scale).map(parse_rv).transpose()?,
+            ScaleChange::Replace(scale) => {
+                object::resource_version(scale).map(parse_rv).transpose()?
+            }
             ScaleChange::Patch(..) => None,
         };
         let updated = self
-            .guaranteed_update(r, Some(ns), name, precondition, Part::Main, dry_run, |old| {
-                let scale = match &change {
-                    ScaleChange::Replace(scale) => (*scale).clone(),
-                    ScaleChange::Patch(ty, body) => {
-                        patch::apply_patch(&Self::scale_of(r, old), body, *ty, "Scale").map_err(patch_error)?
+            .guaranteed_update(
+                r,
+                Some(ns),
+                name,
+                precondition,
+                Part::Main,
+                dry_run,
+                |old| {
+                    let scale = match &change {
+                        ScaleChange::Replace(scale) => (*scale).clone(),
+                        ScaleChange::Patch(ty, body) => {
+                            patch::apply_patch(&Self::scale_of(r, old), body, *ty, "Scale")
+                                .map_err(patch_error)?
+                        }
+                    };
+                    let replicas = scale
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .ok_or_else(|| {
+                            ApiError::bad_request("Scale spec.replicas: Required value")
+                        })?;
+                    if replicas < 0 {
+                        return Err(ApiError::invalid(
+                            r,
+                            name,
+                            &[skiff_api::validation::FieldError {
+                                field: "spec.replicas".into(),
+                                kind: skiff_api::validation::FieldErrorKind::Invalid,
+                                value: Some(replicas.to_string()),
+                                detail: "must be greater than or equal to 0".into(),
+                            }],
+                        ));
                     }
-                };
-                let replicas = scale
-                    .pointer("/spec/replicas")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| ApiError::bad_request("Scale spec.replicas: Required value"))?;
-                if replicas < 0 {
-                    return Err(ApiError::invalid(
-                        r,
-                        name,
-                        &[skiff_api::validation::FieldError {
-                            field: "spec.replicas".into(),
-                            kind: skiff_api::validation::FieldErrorKind::Invalid,
-                            value: Some(replicas.to_string()),
-                            detail: "must be greater than or equal to 0".into(),
-                        }],
-                    ));
-                }
-                let mut new = old.clone();
-                new["spec"]["replicas"] = json!(replicas);
-                Ok(new)
-            })
+                    let mut new = old.clone();
+                    new["spec"]["replicas"] = json!(replicas);
+                    Ok(new)
+                },
+            )
             .await?;
         Ok(Self::scale_of(r, &updated))
     }
@@ -758,14 +913,25 @@ pub enum ScaleChange<'a> {
 fn holds_deletion(r: &ResourceInfo, obj: &Value) -> bool {
     !object::finalizers(obj).is_empty()
         || (r.kind == "Namespace"
-            && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty()))
+            && obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty()))
         || (r.kind == "Pod"
-            && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0)
+            && obj
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                > 0)
 }
 
 fn patch_error(e: patch::PatchError) -> ApiError {
     match e.status_code() {
         400 => ApiError::bad_request(format!("the patch is not valid: {e}")),
-        code => ApiError::new(code, "Invalid", format!("the patch could not be applied: {e}")),
+        code => ApiError::new(
+            code,
+            "Invalid",
+            format!("the patch could not be applied: {e}"),
+        ),
     }
 }

@@ -24,7 +24,10 @@ pub enum Route {
     /// `/apis/{group}`
     Group(String),
     /// `/api/v1`, `/apis/{group}/{version}`
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     Resource(ResourcePath),
 }
 
@@ -83,11 +86,21 @@ pub fn parse_path(path: &str) -> ApiResult<Route> {
     Ok(route)
 }
 
-fn lookup(group: &str, version: &str, plural: &str, path: &str) -> ApiResult<&'static ResourceInfo> {
+fn lookup(
+    group: &str,
+    version: &str,
+    plural: &str,
+    path: &str,
+) -> ApiResult<&'static ResourceInfo> {
     resources::by_plural(group, version, plural).ok_or_else(|| ApiError::path_not_found(path))
 }
 
-fn parse_resource(group: &str, version: &str, rest: &[&str], path: &str) -> ApiResult<ResourcePath> {
+fn parse_resource(
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    path: &str,
+) -> ApiResult<ResourcePath> {
     let (legacy_watch, rest) = match rest {
         ["watch", tail @ ..] => (true, tail),
         _ => (false, rest),
@@ -176,7 +189,9 @@ impl Query {
         match self.get_nonempty(key) {
             None => Ok(None),
             Some(v) => v.parse().map(Some).map_err(|_| {
-                ApiError::bad_request(format!("invalid value {v:?} for query parameter {key}: not a number"))
+                ApiError::bad_request(format!(
+                    "invalid value {v:?} for query parameter {key}: not a number"
+                ))
             }),
         }
     }
@@ -196,20 +211,32 @@ mod tests {
     #[test]
     fn parses_resource_paths() {
         let r = res("/api/v1/namespaces/default/pods");
-        assert_eq!((r.resource.plural, r.namespace.as_deref(), r.name.as_deref()), ("pods", Some("default"), None));
+        assert_eq!(
+            (r.resource.plural, r.namespace.as_deref(), r.name.as_deref()),
+            ("pods", Some("default"), None)
+        );
         let r = res("/api/v1/namespaces/default/pods/web-1/status");
         assert_eq!(r.name.as_deref(), Some("web-1"));
         assert_eq!(r.subresource.as_deref(), Some("status"));
         let r = res("/api/v1/pods");
         assert_eq!((r.resource.plural, r.namespace.clone()), ("pods", None));
         let r = res("/api/v1/namespaces/kube-system");
-        assert_eq!((r.resource.plural, r.name.as_deref()), ("namespaces", Some("kube-system")));
+        assert_eq!(
+            (r.resource.plural, r.name.as_deref()),
+            ("namespaces", Some("kube-system"))
+        );
         let r = res("/api/v1/namespaces/x/finalize");
         assert_eq!(r.subresource.as_deref(), Some("finalize"));
         let r = res("/api/v1/nodes/n1/status");
-        assert_eq!((r.resource.plural, r.subresource.as_deref()), ("nodes", Some("status")));
+        assert_eq!(
+            (r.resource.plural, r.subresource.as_deref()),
+            ("nodes", Some("status"))
+        );
         let r = res("/apis/apps/v1/namespaces/d/deployments/web/scale");
-        assert_eq!((r.resource.kind, r.subresource.as_deref()), ("Deployment", Some("scale")));
+        assert_eq!(
+            (r.resource.kind, r.subresource.as_deref()),
+            ("Deployment", Some("scale"))
+        );
         let r = res("/api/v1/watch/namespaces/d/pods");
         assert!(r.legacy_watch);
     }
@@ -231,10 +258,16 @@ mod tests {
     #[test]
     fn discovery_routes() {
         assert_eq!(parse_path("/api").unwrap(), Route::CoreVersions);
-        assert_eq!(parse_path("/apis/apps").unwrap(), Route::Group("apps".into()));
+        assert_eq!(
+            parse_path("/apis/apps").unwrap(),
+            Route::Group("apps".into())
+        );
         assert_eq!(
             parse_path("/apis/apps/v1").unwrap(),
-            Route::ResourceList { group: "apps".into(), version: "v1".into() }
+            Route::ResourceList {
+                group: "apps".into(),
+                version: "v1".into()
+            }
         );
     }
 

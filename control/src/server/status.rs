@@ -61,7 +61,12 @@ impl ApiError {
             ..Self::new(
                 403,
                 "Forbidden",
-                format!("{} \"{}\" is forbidden: {}", resource.group_resource(), name, why),
+                format!(
+                    "{} \"{}\" is forbidden: {}",
+                    resource.group_resource(),
+                    name,
+                    why
+                ),
             )
         }
     }
@@ -78,14 +83,20 @@ impl ApiError {
     }
 
     pub fn path_not_found(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     pub fn method_not_allowed(method: &str, what: &str) -> Self {
         Self::new(
             405,
             "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource ({method} {what})"),
+            format!(
+                "the server does not allow this method on the requested resource ({method} {what})"
+            ),
         )
     }
 
@@ -115,13 +126,22 @@ impl ApiError {
         }
     }
 
-    pub fn conflict_message(resource: &ResourceInfo, name: &str, why: impl std::fmt::Display) -> Self {
+    pub fn conflict_message(
+        resource: &ResourceInfo,
+        name: &str,
+        why: impl std::fmt::Display,
+    ) -> Self {
         ApiError {
             details: Some(details(resource, name)),
             ..Self::new(
                 409,
                 "Conflict",
-                format!("Operation cannot be fulfilled on {} \"{}\": {}", resource.group_resource(), name, why),
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": {}",
+                    resource.group_resource(),
+                    name,
+                    why
+                ),
             )
         }
     }
@@ -161,7 +181,11 @@ impl ApiError {
     }
 
     pub fn internal(message: impl std::fmt::Display) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -212,7 +236,10 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;
         match e {
-            StoreError::Compacted { requested, compacted } => ApiError::gone(format!(
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => ApiError::gone(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             other => ApiError::internal(other),

@@ -33,13 +33,16 @@ pub struct WatchParams {
 
 impl WatchParams {
     fn matches(&self, obj: &Value) -> bool {
-        self.labels.as_ref().is_none_or(|s| s.matches(&object::labels(obj)))
+        self.labels
+            .as_ref()
+            .is_none_or(|s| s.matches(&object::labels(obj)))
             && self.fields.as_ref().is_none_or(|f| f.matches(obj))
     }
 }
 
 fn line(event_type: &str, object: Value) -> Bytes {
-    let mut bytes = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    let mut bytes =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
     bytes.push(b'\n');
     Bytes::from(bytes)
 }
@@ -94,9 +97,15 @@ pub async fn start(
     };
     let mut stream = match api.store.watch(&prefix, after).await {
         Ok(s) => s,
-        Err(StoreError::Compacted { requested, compacted }) => {
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
             // As kube-apiserver: the watch opens, then reports 410 Gone as an ERROR event.
-            let status = ApiError::gone(format!("too old resource version: {requested} ({compacted})")).to_status();
+            let status = ApiError::gone(format!(
+                "too old resource version: {requested} ({compacted})"
+            ))
+            .to_status();
             let _ = tx.send(line("ERROR", status)).await;
             return Ok(rx);
         }
@@ -189,7 +198,9 @@ mod tests {
     }
 
     fn put(labels: Value, prev_labels: Option<Value>, created: bool) -> Event {
-        let obj = |l: Value| serde_json::to_vec(&json!({"metadata": {"name": "a", "labels": l}})).unwrap();
+        let obj = |l: Value| {
+            serde_json::to_vec(&json!({"metadata": {"name": "a", "labels": l}})).unwrap()
+        };
         Event {
             kind: EventKind::Put,
             key: "/registry/pods/d/a".into(),
@@ -205,10 +216,38 @@ mod tests {
         let p = params("app=web");
         let ty = |e: &Event| translate(&p, e).unwrap().map(|(t, _)| t);
         assert_eq!(ty(&put(json!({"app": "web"}), None, true)), Some("ADDED"));
-        assert_eq!(ty(&put(json!({"app": "web"}), Some(json!({"app": "web"})), false)), Some("MODIFIED"));
-        assert_eq!(ty(&put(json!({"app": "web"}), Some(json!({"app": "db"})), false)), Some("ADDED"));
-        assert_eq!(ty(&put(json!({"app": "db"}), Some(json!({"app": "web"})), false)), Some("DELETED"));
-        assert_eq!(ty(&put(json!({"app": "db"}), Some(json!({"app": "db"})), false)), None);
+        assert_eq!(
+            ty(&put(
+                json!({"app": "web"}),
+                Some(json!({"app": "web"})),
+                false
+            )),
+            Some("MODIFIED")
+        );
+        assert_eq!(
+            ty(&put(
+                json!({"app": "web"}),
+                Some(json!({"app": "db"})),
+                false
+            )),
+            Some("ADDED")
+        );
+        assert_eq!(
+            ty(&put(
+                json!({"app": "db"}),
+                Some(json!({"app": "web"})),
+                false
+            )),
+            Some("DELETED")
+        );
+        assert_eq!(
+            ty(&put(
+                json!({"app": "db"}),
+                Some(json!({"app": "db"})),
+                false
+            )),
+            None
+        );
         let mut del = put(json!({}), Some(json!({"app": "web"})), false);
         del.kind = EventKind::Delete;
         del.value.clear();

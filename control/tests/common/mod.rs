@@ -26,12 +26,17 @@ impl TestServer {
         let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default())
             .await
             .expect("open sqlite store");
-        let mut config = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        let mut config =
+            ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
         adjust(&mut config);
         let api = ApiServer::new(store, config).expect("api server");
         let handle = api.start().await.expect("start api server");
         let url = format!("https://127.0.0.1:{}", handle.local_addr.port());
-        TestServer { dir, handle: Some(handle), url }
+        TestServer {
+            dir,
+            handle: Some(handle),
+            url,
+        }
     }
 
     pub fn api(&self) -> &Arc<ApiServer> {
@@ -47,7 +52,11 @@ impl TestServer {
     }
 
     pub fn http(&self) -> Http {
-        Http::new(&self.url, &self.api().pki.ca_pem, Some(&self.api().pki.admin_token))
+        Http::new(
+            &self.url,
+            &self.api().pki.ca_pem,
+            Some(&self.api().pki.admin_token),
+        )
     }
 }
 
@@ -76,15 +85,24 @@ impl Http {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client");
-        Http { base: base.to_string(), client, token: token.map(String::from) }
+        Http {
+            base: base.to_string(),
+            client,
+            token: token.map(String::from),
+        }
     }
 
     pub fn without_token(&self) -> Http {
-        Http { token: None, ..self.clone() }
+        Http {
+            token: None,
+            ..self.clone()
+        }
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut rb = self.client.request(method, format!("{}{}", self.base, path));
+        let mut rb = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);
         }
@@ -105,7 +123,8 @@ impl Http {
     }
 
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        self.send(self.request(reqwest::Method::POST, path).json(body)).await
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
     }
 }
 
@@ -135,7 +154,11 @@ pub struct ServerProcess {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl ServerProcess {
@@ -151,7 +174,11 @@ impl ServerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn skiff-control");
-        ServerProcess { child: Some(child), data_dir: data_dir.to_path_buf(), port }
+        ServerProcess {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            port,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -177,7 +204,10 @@ impl ServerProcess {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "skiff-control not ready within 30s");
+            assert!(
+                Instant::now() < deadline,
+                "skiff-control not ready within 30s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
