@@ -202,6 +202,19 @@ async fn stale_update_conflicts_and_generation_tracks_spec() {
         matches!(err, kube::Error::Api(ref e) if e.code == 409),
         "{err:?}"
     );
+    // A patch may not rename the object.
+    let err = cms
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"name": "renamed"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref e) if e.code == 400 && e.message.contains("does not match the name on the URL")),
+        "{err:?}"
+    );
 
     let deploys = dynamic(
         &client,

@@ -95,7 +95,7 @@ pub fn gather(literals: &[String], files: &[String], kind: &str, name: &str) -> 
 }
 
 pub fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "creationTimestamp": null}, "spec": {}, "status": {}})
 }
 
 /// A ConfigMap: UTF-8 values go to `data`, the rest base64 to `binaryData`.
@@ -115,7 +115,8 @@ pub fn configmap(name: &str, entries: &Entries) -> Value {
             }
         }
     }
-    let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}});
+    // kubectl prints `creationTimestamp: null` in dry runs; the server ignores it.
+    let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "creationTimestamp": null}});
     if !data.is_empty() {
         cm["data"] = Value::Object(data);
     }

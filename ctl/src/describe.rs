@@ -392,8 +392,11 @@ fn mounts_block(doc: &mut Doc, level: usize, container: &Value) {
     }
 }
 
-fn container_block(doc: &mut Doc, level: usize, c: &Value, status: Option<&Value>) {
-    doc.line(level, &format!("{}:", s(c, "/name")));
+/// One container. `status` is its status in a pod (none yet, or a template: `None`);
+/// `template` says it belongs to a pod template, which kubectl indents one space further.
+fn container_block(doc: &mut Doc, level: usize, c: &Value, status: Option<&Value>, template: bool) {
+    let lead = if template { " " } else { "" };
+    doc.line(level, &format!("{lead}{}:", s(c, "/name")));
     let l = level + 1;
     if let Some(st) = status {
         doc.kv(l, "Container ID", s(st, "/containerID"));
@@ -563,7 +566,7 @@ fn template_block(doc: &mut Doc, template: Option<&Value>) {
         }
         doc.line(1, &format!("{key}:"));
         for c in list {
-            container_block(doc, 1, c, None);
+            container_block(doc, 1, c, None, true);
         }
     }
     if let Some(spec) = t.get("spec") {
@@ -679,7 +682,12 @@ fn qos_class(pod: &Value) -> String {
 
 fn describe_pod(doc: &mut Doc, pod: &Value) {
     metadata_head(doc, pod, true);
-    doc.kv(0, "Priority", n(pod, "/spec/priority").to_string());
+    if let Some(priority) = pod.pointer("/spec/priority").and_then(Value::as_i64) {
+        doc.kv(0, "Priority", priority.to_string());
+    }
+    if !s(pod, "/spec/priorityClassName").is_empty() {
+        doc.kv(0, "Priority Class Name", s(pod, "/spec/priorityClassName"));
+    }
     doc.kv(
         0,
         "Service Account",
@@ -749,13 +757,13 @@ fn describe_pod(doc: &mut Doc, pod: &Value) {
         doc.line(0, "Init Containers:");
         for c in init {
             let st = status_of("/status/initContainerStatuses", s(c, "/name"));
-            container_block(doc, 1, c, Some(st.as_ref().unwrap_or(&Value::Null)));
+            container_block(doc, 1, c, st.as_ref(), false);
         }
     }
     doc.line(0, "Containers:");
     for c in arr(pod, "/spec/containers") {
         let st = status_of("/status/containerStatuses", s(c, "/name"));
-        container_block(doc, 1, c, Some(st.as_ref().unwrap_or(&Value::Null)));
+        container_block(doc, 1, c, st.as_ref(), false);
     }
     conditions_table(doc, pod, &[("Type", "type"), ("Status", "status")], false);
     if let Some(spec) = pod.get("spec") {
@@ -871,7 +879,7 @@ fn describe_service(doc: &mut Doc, svc: &Value, endpoints: Option<&Value>) {
                     .collect()
             })
             .unwrap_or_default();
-        doc.kv(0, "Endpoints", eps.join(","));
+        doc.kv(0, "Endpoints", or_none(&eps.join(",")));
     }
     doc.kv(
         0,
@@ -977,20 +985,23 @@ fn describe_deployment(doc: &mut Doc, d: &Value, replicasets: &[Value]) {
         .filter(|rs| Some(*rs) != newest && n(rs, "/spec/replicas") > 0)
         .map(describe_rs)
         .collect();
-    doc.kv(
-        0,
-        "OldReplicaSets",
-        if old.is_empty() {
-            "<none>".into()
-        } else {
-            old.join(", ")
-        },
-    );
-    doc.kv(
-        0,
-        "NewReplicaSet",
-        newest.map(describe_rs).unwrap_or_else(|| "<none>".into()),
-    );
+    // kubectl names the ReplicaSets only when the Deployment has some.
+    if !replicasets.is_empty() {
+        doc.kv(
+            0,
+            "OldReplicaSets",
+            if old.is_empty() {
+                "<none>".into()
+            } else {
+                old.join(", ")
+            },
+        );
+        doc.kv(
+            0,
+            "NewReplicaSet",
+            newest.map(describe_rs).unwrap_or_else(|| "<none>".into()),
+        );
+    }
 }
 
 fn pod_phase_counts(pods: &[Value]) -> String {
@@ -1184,6 +1195,115 @@ fn describe_node(doc: &mut Doc, node: &Value, pods: &[Value]) {
                     age::age(p.pointer("/metadata/creationTimestamp"), now),
                 ],
             );
+        }
+    }
+}
+
+fn describe_namespace(doc: &mut Doc, ns: &Value, quotas: &[Value], limits: &[Value]) {
+    doc.kv(0, "Name", s(ns, "/metadata/name"));
+    labels_and_annotations(doc, ns);
+    doc.kv(0, "Status", s(ns, "/status/phase"));
+    doc.blank();
+    if quotas.is_empty() {
+        doc.line(0, "No resource quota.");
+    } else {
+        doc.line(0, "Resource Quotas");
+        for q in quotas {
+            doc.kv(1, "Name", s(q, "/metadata/name"));
+            doc.cells(1, vec!["Resource".into(), "Used".into(), "Hard".into()]);
+            doc.cells(1, vec!["--------".into(), "---".into(), "---".into()]);
+            if let Some(hard) = q
+                .pointer("/status/hard")
+                .or_else(|| q.pointer("/spec/hard"))
+                .and_then(Value::as_object)
+            {
+                for (k, v) in hard {
+                    let used = q
+                        .pointer("/status/used")
+                        .and_then(|u| u.get(k))
+                        .map(crate::jsonpath::value_text)
+                        .unwrap_or_else(|| "0".into());
+                    doc.cells(1, vec![k.clone(), used, crate::jsonpath::value_text(v)]);
+                }
+            }
+        }
+    }
+    doc.blank();
+    if limits.is_empty() {
+        doc.line(0, "No LimitRange resource.");
+    } else {
+        doc.line(0, "Resource Limits");
+        doc.cells(
+            1,
+            [
+                "Type",
+                "Resource",
+                "Min",
+                "Max",
+                "Default Request",
+                "Default Limit",
+                "Max Limit/Request Ratio",
+            ]
+            .iter()
+            .map(|x| x.to_string())
+            .collect(),
+        );
+        doc.cells(
+            1,
+            [
+                "----",
+                "--------",
+                "---",
+                "---",
+                "---------------",
+                "-------------",
+                "-----------------------",
+            ]
+            .iter()
+            .map(|x| x.to_string())
+            .collect(),
+        );
+        for lr in limits {
+            for item in arr(lr, "/spec/limits") {
+                let kind = s(item, "/type");
+                let mut resources: Vec<String> = Vec::new();
+                for field in [
+                    "min",
+                    "max",
+                    "default",
+                    "defaultRequest",
+                    "maxLimitRequestRatio",
+                ] {
+                    if let Some(m) = item.get(field).and_then(Value::as_object) {
+                        for k in m.keys() {
+                            if !resources.contains(k) {
+                                resources.push(k.clone());
+                            }
+                        }
+                    }
+                }
+                resources.sort();
+                for r in resources {
+                    let get = |field: &str| {
+                        item.get(field)
+                            .and_then(|m| m.get(&r))
+                            .map(crate::jsonpath::value_text)
+                            .unwrap_or_else(|| "-".into())
+                    };
+                    doc.cells(
+                        1,
+                        vec![
+                            kind.to_string(),
+                            r.clone(),
+                            get("min"),
+                            get("max"),
+                            get("defaultRequest"),
+                            get("default"),
+                            get("maxLimitRequestRatio"),
+                        ],
+                    );
+                }
+            }
         }
     }
 }
@@ -1524,6 +1644,18 @@ pub async fn describe_object(cluster: &Cluster, resource: &ResourceInfo, obj: &V
             );
             let pods = list(cluster, &path).await;
             describe_node(&mut doc, obj, &pods);
+        }
+        ("", "Namespace") => {
+            let name = crate::client::encode(s(obj, "/metadata/name"));
+            let quotas = list(
+                cluster,
+                &format!("/api/v1/namespaces/{name}/resourcequotas"),
+            )
+            .await;
+            let limits = list(cluster, &format!("/api/v1/namespaces/{name}/limitranges")).await;
+            describe_namespace(&mut doc, obj, &quotas, &limits);
+            // kubectl shows no events for namespaces.
+            return doc.render();
         }
         ("", "ConfigMap") => describe_configmap(&mut doc, obj),
         ("", "Secret") => describe_secret(&mut doc, obj),

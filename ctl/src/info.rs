@@ -115,6 +115,7 @@ pub struct ApiResource {
     pub namespaced: bool,
     pub kind: String,
     pub verbs: Vec<String>,
+    pub categories: Vec<String>,
     pub group: String,
 }
 
@@ -158,6 +159,7 @@ pub fn parse_resource_list(list: &Value, group: &str) -> Vec<ApiResource> {
                     .unwrap_or("")
                     .to_string(),
                 verbs: strings(r.get("verbs")),
+                categories: strings(r.get("categories")),
                 group: group.to_string(),
             })
         })
@@ -189,8 +191,8 @@ pub async fn api_resources(cluster: &Cluster, args: &ApiResourcesArgs) -> Result
         let list = cluster.get(&format!("/apis/{gv}")).await?;
         all.extend(parse_resource_list(&list, name));
     }
-    // kubectl lists by group, the core group first, each in discovery order.
-    all.sort_by(|a, b| a.group.cmp(&b.group));
+    // kubectl lists by group, the core group first, then by name.
+    all.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
     let rows: Vec<&ApiResource> = all
         .iter()
         .filter(|r| args.namespaced.is_none_or(|n| n == r.namespaced))
@@ -228,6 +230,7 @@ pub fn render_resources(
                     .collect();
             if wide {
                 header.push("VERBS".into());
+                header.push("CATEGORIES".into());
             }
             let lines = rows
                 .iter()
@@ -240,7 +243,8 @@ pub fn render_resources(
                         r.kind.clone(),
                     ];
                     if wide {
-                        line.push(format!("[{}]", r.verbs.join(" ")));
+                        line.push(r.verbs.join(","));
+                        line.push(r.categories.join(","));
                     }
                     line
                 })

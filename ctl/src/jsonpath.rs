@@ -122,7 +122,10 @@ fn parse_action(inner: &str) -> Result<Action, String> {
     if inner == "end" {
         return Ok(Action::End);
     }
-    if let Some(path) = inner.strip_prefix("range ") {
+    if let Some(path) = inner
+        .strip_prefix("range")
+        .filter(|rest| rest.starts_with([' ', '.', '$', '@', '[']))
+    {
         return Ok(Action::Range(parse_path(path.trim())?));
     }
     if let Some(lit) = inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
@@ -517,6 +520,10 @@ mod tests {
             "a"
         );
         assert_eq!(render("{..image}", &l), "nginx redis busybox");
+        assert_eq!(
+            render("{range.items[*]}[{.metadata.name}]{end}", &l),
+            "[a][b]"
+        );
     }
 
     #[test]

@@ -176,6 +176,17 @@ pub fn plan(
     })
 }
 
+/// Whether the map only loses entries (kubectl then says "unlabeled").
+fn only_removes(current: Option<&Map<String, Value>>, changes: &Changes) -> bool {
+    let empty = Map::new();
+    let current = current.unwrap_or(&empty);
+    changes
+        .set
+        .iter()
+        .all(|(k, v)| current.get(k).and_then(Value::as_str) == Some(v.as_str()))
+        && changes.remove.iter().any(|k| current.contains_key(k))
+}
+
 pub struct LabelArgs {
     pub args: Vec<String>,
     pub overwrite: bool,
@@ -247,7 +258,9 @@ pub async fn run(cluster: &Cluster, field: Field, args: &LabelArgs) -> Result<()
                 continue;
             }
         }
+        let shrank = !args.overwrite && only_removes(current, &changes);
         match (field, changed) {
+            (Field::Labels, true) if shrank => println!("{label} unlabeled"),
             (Field::Labels, true) => println!("{label} labeled"),
             (Field::Labels, false) => println!("{label} not labeled"),
             (Field::Annotations, _) => println!("{label} annotated"),
@@ -333,5 +346,11 @@ mod tests {
         };
         let p = plan(Some(&current), &same, false).expect("same value");
         assert!(!p.changed);
+        let removal = Changes {
+            set: vec![],
+            remove: vec!["app".into()],
+        };
+        assert!(only_removes(Some(&current), &removal));
+        assert!(!only_removes(Some(&current), &ch));
     }
 }

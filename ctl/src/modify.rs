@@ -38,7 +38,7 @@ pub async fn scale(
         let resource = t.resource;
         if !resource.has_subresource("scale") {
             failures.report(&anyhow!(
-                "no scaler has been implemented for {{{} {}}}",
+                "no scaler has been implemented for {{\"{}\" \"{}\"}}",
                 resource.group,
                 resource.kind
             ));

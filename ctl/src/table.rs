@@ -65,7 +65,8 @@ pub fn render_with(lines: &[Vec<String>], widths: &[Vec<usize>]) -> String {
                 text.extend(std::iter::repeat_n(' ', pad));
             }
         }
-        out.push_str(text.trim_end_matches(' '));
+        // Like Go's tabwriter, a padded cell before an empty last one leaves its spaces.
+        out.push_str(&text);
         out.push('\n');
     }
     out

@@ -253,7 +253,7 @@ fn apply_get_change_and_delete() {
     assert_eq!(
         s.ctl(&["label", "configmap/web-config", "tier-", "-n", "shop"])
             .ok(),
-        "configmap/web-config labeled\n"
+        "configmap/web-config unlabeled\n"
     );
     assert_eq!(
         s.ctl(&[
@@ -628,11 +628,37 @@ fn manifests_errors_create_and_edit() {
     let out = s.ctl_env(&["edit", "cm", "settings"], &[("EDITOR", "true")]);
     out.ok();
     assert_eq!(out.stderr, "Edit cancelled, no changes made.\n");
-    // An edit the server refuses reopens the file with the error; this editor makes the
-    // same bad change again, so the edit is abandoned.
+    // An edit the server refuses reopens the file with the error as a comment; this editor
+    // breaks the value the first time and fixes it when it sees the error.
+    let log = s.dir.path().join("second-pass.yaml");
+    let script = s.file(
+        "editor.sh",
+        &format!(
+            "#!/bin/sh\nif grep -q 'was not valid' \"$1\"; then cp \"$1\" {log}; sed -i 's/mode: 5/mode: medium/' \"$1\"; else sed -i 's/mode: slow/mode: 5/' \"$1\"; fi\n",
+            log = log.display()
+        ),
+    );
+    std::process::Command::new("chmod")
+        .args(["+x", &script])
+        .status()
+        .expect("chmod");
+    let out = s.ctl_env(&["edit", "cm", "settings"], &[("KUBE_EDITOR", &script)]);
+    assert_eq!(out.ok(), "configmap/settings edited\n");
+    let second = std::fs::read_to_string(&log).expect("the editor ran twice");
+    assert!(
+        second.contains("# configmaps \"settings\" was not valid:\n# * "),
+        "{second}"
+    );
+    assert!(second.contains("mode: 5"), "{second}");
+    assert_eq!(
+        s.ctl(&["get", "cm", "settings", "-o", "jsonpath={.data.mode}"])
+            .ok(),
+        "medium"
+    );
+    // The same bad change made again is abandoned.
     let out = s.ctl_env(
         &["edit", "cm", "settings"],
-        &[("KUBE_EDITOR", "sed -i s/name:\\ settings/name:\\ renamed/")],
+        &[("KUBE_EDITOR", "sed -i s/mode:\\ medium/mode:\\ 5/")],
     );
     let err = out.fails();
     assert!(

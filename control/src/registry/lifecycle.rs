@@ -24,6 +24,9 @@ use crate::server::ApiServer;
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 pub const ORPHAN_FINALIZER: &str = "orphan";
 
+/// How often deleted built-in objects (namespaces, the `kubernetes` Service) are put back.
+const BUILTIN_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
+
 fn core(plural: &str) -> ApiResult<&'static ResourceInfo> {
     resources::by_plural("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("{plural} resource missing")))
@@ -467,12 +470,24 @@ async fn empty_namespace(api: &Arc<ApiServer>, ns: &str) -> ApiResult<usize> {
 }
 
 /// Loops that keep the server's own state right: resuming interrupted namespace deletions
-/// and finalizer work after a restart, and repairing service allocations.
-pub fn spawn_background_loops(api: Arc<ApiServer>) {
+/// and finalizer work after a restart, putting back built-in objects someone deleted (as
+/// kube-apiserver's bootstrap controller does), and repairing service allocations.
+pub fn spawn_background_loops(api: Arc<ApiServer>, advertise: IpAddr, port: u16) {
     let resume = api.clone();
     tokio::spawn(async move {
         if let Err(e) = resume_interrupted_work(&resume).await {
             tracing::warn!(error = %e, "resuming interrupted deletions");
+        }
+    });
+    let builtins = api.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(BUILTIN_RECONCILE_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = bootstrap(&builtins, advertise, port).await {
+                tracing::warn!(error = %e, "restoring built-in objects");
+            }
         }
     });
     tokio::spawn(async move {

@@ -193,15 +193,16 @@ impl ApiServer {
         );
         pki::write_secret_file(&self.config.data_dir.join("admin.kubeconfig"), &kubeconfig)?;
 
-        crate::registry::lifecycle::bootstrap(
-            self,
-            self.advertise_ip(local_addr),
-            local_addr.port(),
-        )
-        .await
-        .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+        let advertise = self.advertise_ip(local_addr);
+        crate::registry::lifecycle::bootstrap(self, advertise, local_addr.port())
+            .await
+            .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
         self.ready.store(true, Ordering::Release);
-        crate::registry::lifecycle::spawn_background_loops(self.clone());
+        crate::registry::lifecycle::spawn_background_loops(
+            self.clone(),
+            advertise,
+            local_addr.port(),
+        );
 
         let tls = http::tls_acceptor(&self.pki)?;
         let (shutdown, shutdown_rx) = tokio_watch::channel(false);

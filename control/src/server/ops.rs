@@ -449,8 +449,21 @@ impl ApiServer {
             }
             let mut new = mutate(&old)?;
             check_type(r, &mut new)?;
-            object::set_meta(&mut new, "name", json!(name));
+            match object::meta_str(&new, "name") {
+                None | Some("") => object::set_meta(&mut new, "name", json!(name)),
+                Some(n) if n == name => {}
+                Some(n) => {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({n}) does not match the name on the URL ({name})"
+                    )))
+                }
+            }
             if let Some(ns) = ns {
+                if object::namespace(&new).is_some_and(|n| n != ns) {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
                 object::set_meta(&mut new, "namespace", json!(ns));
             }
             match part {
