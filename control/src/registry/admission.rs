@@ -239,6 +239,21 @@ fn is_terminal_pod(pod: &Value) -> bool {
     )
 }
 
+/// Kinds with usage of their own in a quota (`pods`, `services`, `requests.cpu`…); any other
+/// kind counts only through `count/<resource>` entries.
+pub fn counted_by_quota(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Pod"
+            | "Service"
+            | "ConfigMap"
+            | "Secret"
+            | "PersistentVolumeClaim"
+            | "ReplicationController"
+            | "ResourceQuota"
+    )
+}
+
 /// What one object counts against quota names (`pods`, `requests.cpu`, `count/deployments.apps`…).
 pub fn quota_usage(r: &ResourceInfo, obj: &Value) -> BTreeMap<String, Quantity> {
     let mut usage = BTreeMap::new();
@@ -323,9 +338,31 @@ async fn namespace_usage(
     Ok(total)
 }
 
-/// ResourceQuota admission: rejects a create (or an update that grows usage) that would take
-/// any constrained quantity over its hard limit.
-pub async fn check_quota(
+/// ResourceQuota admission. Namespaces without quotas cost one list and take no lock (so
+/// creates there batch freely in the store); with quotas, admission in the namespace is
+/// serialized and the returned guard must be held until the write lands.
+pub async fn admit_quota(
+    api: &ApiServer,
+    r: &ResourceInfo,
+    ns: &str,
+    obj: &Value,
+    old: Option<&Value>,
+) -> ApiResult<Option<tokio::sync::OwnedMutexGuard<()>>> {
+    if api
+        .list_all(resource("resourcequotas")?, Some(ns))
+        .await?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let guard = api.quota_lock(ns).lock_owned().await;
+    check_quota(api, r, ns, obj, old).await?;
+    Ok(Some(guard))
+}
+
+/// Rejects a create (or an update that grows usage) that would take any constrained
+/// quantity over its hard limit.
+async fn check_quota(
     api: &ApiServer,
     r: &ResourceInfo,
     ns: &str,
@@ -421,30 +458,23 @@ pub async fn check_quota(
 
 /// Recomputes `status.hard`/`status.used` of every quota in `ns` (after a change there).
 pub async fn refresh_quota_status(api: &Arc<ApiServer>, ns: &str) -> ApiResult<()> {
+    let rq = resource("resourcequotas")?;
+    if api.list_all(rq, Some(ns)).await?.is_empty() {
+        return Ok(());
+    }
     // Serialized with admission in the namespace, so a slower refresh that counted before a
     // write cannot overwrite the status of one that counted after it.
     let lock = api.quota_lock(ns);
     let _guard = lock.lock().await;
-    let rq = resource("resourcequotas")?;
     let quotas = api.list_all(rq, Some(ns)).await?;
-    if quotas.is_empty() {
-        return Ok(());
-    }
     let mut totals: BTreeMap<String, Quantity> = BTreeMap::new();
     for r in resources::RESOURCES.iter().filter(|r| r.namespaced) {
-        if !matches!(
-            r.kind,
-            "Pod"
-                | "Service"
-                | "ConfigMap"
-                | "Secret"
-                | "PersistentVolumeClaim"
-                | "ReplicationController"
-                | "ResourceQuota"
-        ) && !quotas.iter().any(|q| {
-            q.pointer(&format!("/spec/hard/count~1{}", r.group_resource()))
-                .is_some()
-        }) {
+        if !counted_by_quota(r.kind)
+            && !quotas.iter().any(|q| {
+                q.pointer(&format!("/spec/hard/count~1{}", r.group_resource()))
+                    .is_some()
+            })
+        {
             continue;
         }
         for (k, q) in namespace_usage(api, r, ns).await? {

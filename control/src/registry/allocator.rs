@@ -138,14 +138,9 @@ impl ServiceAllocator {
             if !self.cidr.contains(ip) || offset == 0 || offset == size - 1 {
                 return Err(AllocError::IpOutOfRange(ip, self.cidr.display()));
             }
-            return match self
-                .store
-                .create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec())
-                .await
-            {
-                Ok(_) => Ok(ip),
-                Err(StoreError::AlreadyExists(_)) => Err(AllocError::IpTaken(ip)),
-                Err(e) => Err(e.into()),
+            return match self.claim(&format!("{IP_PREFIX}{ip}"), owner).await? {
+                true => Ok(ip),
+                false => Err(AllocError::IpTaken(ip)),
             };
         }
         let band = self.static_band().min(size - 2);
@@ -157,14 +152,8 @@ impl ServiceAllocator {
                 continue;
             }
             let ip = self.cidr.nth(offset);
-            match self
-                .store
-                .create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec())
-                .await
-            {
-                Ok(_) => return Ok(ip),
-                Err(StoreError::AlreadyExists(_)) => continue,
-                Err(e) => return Err(e.into()),
+            if self.claim(&format!("{IP_PREFIX}{ip}"), owner).await? {
+                return Ok(ip);
             }
         }
         // Crowded: pick from the complement of what is allocated, upper band first.
@@ -172,17 +161,10 @@ impl ServiceAllocator {
         let candidates = (band..size - 1).chain(1..band);
         for offset in candidates {
             let ip = self.cidr.nth(offset);
-            if taken.contains(&ip.to_string()) {
-                continue;
-            }
-            match self
-                .store
-                .create(&format!("{IP_PREFIX}{ip}"), owner.as_bytes().to_vec())
-                .await
+            if !taken.contains(&ip.to_string())
+                && self.claim(&format!("{IP_PREFIX}{ip}"), owner).await?
             {
-                Ok(_) => return Ok(ip),
-                Err(StoreError::AlreadyExists(_)) => continue,
-                Err(e) => return Err(e.into()),
+                return Ok(ip);
             }
         }
         Err(AllocError::IpsExhausted(self.cidr.display()))
@@ -202,14 +184,9 @@ impl ServiceAllocator {
             if !(lo..=hi).contains(&port) {
                 return Err(AllocError::PortOutOfRange(port, lo, hi));
             }
-            return match self
-                .store
-                .create(&format!("{PORT_PREFIX}{port}"), owner.as_bytes().to_vec())
-                .await
-            {
-                Ok(_) => Ok(port),
-                Err(StoreError::AlreadyExists(_)) => Err(AllocError::PortTaken(port)),
-                Err(e) => Err(e.into()),
+            return match self.claim(&format!("{PORT_PREFIX}{port}"), owner).await? {
+                true => Ok(port),
+                false => Err(AllocError::PortTaken(port)),
             };
         }
         let taken = self.allocated(PORT_PREFIX).await?;
@@ -221,14 +198,8 @@ impl ServiceAllocator {
         }
         let start = rand::rng().random_range(0..free.len());
         for port in free[start..].iter().chain(&free[..start]) {
-            match self
-                .store
-                .create(&format!("{PORT_PREFIX}{port}"), owner.as_bytes().to_vec())
-                .await
-            {
-                Ok(_) => return Ok(*port),
-                Err(StoreError::AlreadyExists(_)) => continue,
-                Err(e) => return Err(e.into()),
+            if self.claim(&format!("{PORT_PREFIX}{port}"), owner).await? {
+                return Ok(*port);
             }
         }
         Err(AllocError::PortsExhausted(lo, hi))
@@ -236,6 +207,15 @@ impl ServiceAllocator {
 
     pub async fn release_port(&self, port: u16) -> Result<(), AllocError> {
         release(&*self.store, &format!("{PORT_PREFIX}{port}")).await
+    }
+
+    /// Creates the allocation key; `false` when someone holds it already.
+    async fn claim(&self, key: &str, owner: &str) -> Result<bool, AllocError> {
+        match self.store.create(key, owner.as_bytes().to_vec()).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn allocated(&self, prefix: &str) -> Result<HashSet<String>, AllocError> {

@@ -210,16 +210,7 @@ fn refresh_quota_later(api: &Arc<ApiServer>, r: &ResourceInfo, ns: Option<&str>)
     let Some(ns) = ns.map(String::from) else {
         return;
     };
-    if !matches!(
-        r.kind,
-        "Pod"
-            | "Service"
-            | "ConfigMap"
-            | "Secret"
-            | "PersistentVolumeClaim"
-            | "ReplicationController"
-            | "ResourceQuota"
-    ) {
+    if !admission::counted_by_quota(r.kind) {
         return;
     }
     let api = api.clone();

@@ -327,14 +327,11 @@ impl ApiServer {
         admission::before_create(self, r, ns, &mut obj, &uid).await?;
         let mut obj = registry::normalize(r, obj)?;
 
-        let quota_lock = ns.map(|n| self.quota_lock(n));
-        let _quota_guard = match &quota_lock {
-            Some(l) => Some(l.lock().await),
+        // Held until the write lands, so concurrent creates cannot both take the last unit.
+        let _quota_guard = match ns {
+            Some(ns) => admission::admit_quota(self, r, ns, &obj, None).await?,
             None => None,
         };
-        if let Some(ns) = ns {
-            admission::check_quota(self, r, ns, &obj, None).await?;
-        }
         if dry_run {
             return Ok(obj);
         }
@@ -480,11 +477,12 @@ impl ApiServer {
                 // Nothing changed: no write, no new resourceVersion (as Kubernetes).
                 return Ok(old);
             }
-            if let Some(ns) = ns {
-                if part == Part::Main {
-                    admission::check_quota(self, r, ns, &new, Some(&old)).await?;
+            let _quota_guard = match ns {
+                Some(ns) if part == Part::Main => {
+                    admission::admit_quota(self, r, ns, &new, Some(&old)).await?
                 }
-            }
+                _ => None,
+            };
             if dry_run {
                 return Ok(new);
             }
