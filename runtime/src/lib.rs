@@ -1,0 +1,3 @@
+//! skiff-runtime: the node daemon that builds pods directly on the kernel.
+
+pub mod ipam;
