@@ -13,7 +13,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  protobuf-compiler etcd-server iptables busybox-static ca-certificates >/dev/null
+  protobuf-compiler libprotobuf-dev etcd-server iptables busybox-static ca-certificates iproute2 \
+  docker-registry >/dev/null
 
 if [ ! -x /opt/debian-kubectl/usr/bin/kubectl ]; then
   tmp=$(mktemp -d)

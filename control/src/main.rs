@@ -47,6 +47,12 @@ struct ServeArgs {
     /// Range Service ClusterIPs come from.
     #[arg(long, default_value = skiff_api::constants::DEFAULT_SERVICE_CIDR)]
     service_cidr: String,
+    /// Range pod CIDRs come from; each node gets one block of it.
+    #[arg(long, default_value = skiff_api::constants::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: String,
+    /// Size of each node's pod CIDR block.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     /// NodePort range, `LOW-HIGH`.
     #[arg(long, default_value = "30000-32767")]
     node_port_range: String,
@@ -128,6 +134,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let mut config = ServerConfig::new(args.data_dir.clone(), args.listen);
     config.advertise_address = args.advertise_address;
     config.service_cidr = args.service_cidr;
+    config.cluster_cidr = args.cluster_cidr;
+    config.node_cidr_mask_size = args.node_cidr_mask_size;
     config.node_port_range = parse_port_range(&args.node_port_range)?;
     config.bookmark_interval = Duration::from_secs(args.bookmark_interval.max(1));
     config.extra_sans = args.tls_sans;

@@ -1081,3 +1081,46 @@ async fn kube_runtime_reflector_follows_the_api() {
     .await;
     task.abort();
 }
+
+#[tokio::test]
+async fn nodes_get_distinct_pod_cidrs_and_a_taken_one_is_refused() {
+    let server = common::TestServer::start().await;
+    let client = server.client().await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
+    let mut cidrs = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        let node: k8s_openapi::api::core::v1::Node =
+            serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let created = nodes.create(&PostParams::default(), &node).await.unwrap();
+        let spec = created.spec.unwrap();
+        let cidr = spec.pod_cidr.unwrap();
+        assert_eq!(spec.pod_cidrs.unwrap(), vec![cidr.clone()]);
+        cidrs.push(cidr);
+    }
+    assert_eq!(cidrs, ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"]);
+
+    let taken: k8s_openapi::api::core::v1::Node = serde_json::from_value(
+        json!({"metadata": {"name": "n4"}, "spec": {"podCIDR": "10.244.1.0/24"}}),
+    )
+    .unwrap();
+    let err = nodes
+        .create(&PostParams::default(), &taken)
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 422);
+            assert!(
+                status.message.contains("spec.podCIDR"),
+                "{}",
+                status.message
+            );
+            assert!(
+                status.message.contains("already assigned"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+}

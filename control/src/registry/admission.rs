@@ -55,6 +55,7 @@ pub async fn before_create(
 ) -> ApiResult<()> {
     match (r.kind, ns) {
         ("Pod", Some(ns)) => apply_limit_ranges(api, ns, obj).await,
+        ("Node", None) => assign_pod_cidr(api, r, obj).await,
         ("Job", _) => {
             let mut job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(obj.clone())
                 .map_err(|e| {
@@ -71,6 +72,31 @@ pub async fn before_create(
         }
         _ => Ok(()),
     }
+}
+
+/// Gives a new Node its pod CIDR (or claims the one it asks for), so the node daemon can
+/// number its pods from the moment it registers.
+async fn assign_pod_cidr(api: &ApiServer, r: &ResourceInfo, node: &mut Value) -> ApiResult<()> {
+    let name = object::name(node).to_string();
+    let requested = node
+        .pointer("/spec/podCIDR")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let cidr = api
+        .pod_cidrs
+        .allocate(&name, requested.as_deref())
+        .await
+        .map_err(|e| {
+            let value = requested.clone().unwrap_or_default();
+            alloc_error(r, node, "spec.podCIDR", value, e)
+        })?;
+    if !node.get("spec").is_some_and(Value::is_object) {
+        node["spec"] = json!({});
+    }
+    node["spec"]["podCIDR"] = json!(cidr);
+    node["spec"]["podCIDRs"] = json!([cidr]);
+    Ok(())
 }
 
 fn quantity_map(v: Option<&Value>) -> BTreeMap<String, Quantity> {

@@ -35,6 +35,10 @@ pub enum AllocError {
     PortTaken(u16),
     #[error("range of node ports {0}-{1} is full")]
     PortsExhausted(u16, u16),
+    #[error("pod CIDR {0} is already assigned to another node")]
+    PodCidrTaken(String),
+    #[error("the cluster CIDR {0} has no free pod CIDR left")]
+    PodCidrsExhausted(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -277,6 +281,120 @@ impl ServiceAllocator {
         };
         for key in &confirmed {
             tracing::warn!(key, "releasing service allocation no Service holds");
+            release(&*self.store, key).await?;
+        }
+        Ok(confirmed.len())
+    }
+}
+
+const POD_CIDR_PREFIX: &str = "/registry/ranges/podcidrs/";
+
+/// Hands each Node a pod CIDR (`spec.podCIDR`): the next free block of the cluster CIDR, as
+/// kube-controller-manager's node IPAM controller does. Blocks are store keys like the
+/// service allocations, owned by the node's name.
+pub struct PodCidrAllocator {
+    store: Arc<dyn Store>,
+    cluster: Ipv4Cidr,
+    node_prefix_len: u8,
+    suspects: Mutex<HashSet<String>>,
+}
+
+impl PodCidrAllocator {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cluster: Ipv4Cidr,
+        node_prefix_len: u8,
+    ) -> Result<Self, AllocError> {
+        if node_prefix_len < cluster.prefix_len || node_prefix_len > 30 {
+            return Err(AllocError::BadCidr {
+                cidr: cluster.display(),
+                why: "the node CIDR mask must be at least the cluster CIDR's and at most 30",
+            });
+        }
+        Ok(PodCidrAllocator {
+            store,
+            cluster,
+            node_prefix_len,
+            suspects: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn blocks(&self) -> u32 {
+        1u32 << (self.node_prefix_len - self.cluster.prefix_len)
+    }
+
+    fn block(&self, n: u32) -> Ipv4Cidr {
+        Ipv4Cidr {
+            base: self.cluster.base + (n << (32 - self.node_prefix_len)),
+            prefix_len: self.node_prefix_len,
+        }
+    }
+
+    fn key(cidr: &Ipv4Cidr) -> String {
+        format!("{POD_CIDR_PREFIX}{}", Ipv4Addr::from(cidr.base))
+    }
+
+    /// Gives `node` the block `requested` (when the Node names one) or the first free block.
+    /// Idempotent for a node that already holds the block.
+    pub async fn allocate(
+        &self,
+        node: &str,
+        requested: Option<&str>,
+    ) -> Result<String, AllocError> {
+        if let Some(requested) = requested {
+            let cidr = Ipv4Cidr::parse(requested)?;
+            let key = Self::key(&cidr);
+            if self.claim_for(&key, node).await? {
+                return Ok(cidr.display());
+            }
+            return Err(AllocError::PodCidrTaken(cidr.display()));
+        }
+        for n in 0..self.blocks() {
+            let cidr = self.block(n);
+            if self.claim_for(&Self::key(&cidr), node).await? {
+                return Ok(cidr.display());
+            }
+        }
+        Err(AllocError::PodCidrsExhausted(self.cluster.display()))
+    }
+
+    /// Claims `key` for `node`; true when it is (now or already) that node's.
+    async fn claim_for(&self, key: &str, node: &str) -> Result<bool, AllocError> {
+        match self.store.create(key, node.as_bytes().to_vec()).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::AlreadyExists(_)) => Ok(self
+                .store
+                .get(key)
+                .await?
+                .is_some_and(|kv| kv.value == node.as_bytes())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Releases blocks whose node is gone (seen orphaned on two passes in a row, so a node
+    /// being created right now keeps its block). Returns how many were released.
+    pub async fn repair(&self, nodes: &[Value]) -> Result<usize, AllocError> {
+        let names: HashSet<&str> = nodes
+            .iter()
+            .filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str))
+            .collect();
+        let orphans: HashSet<String> = self
+            .store
+            .list(POD_CIDR_PREFIX, None, 0)
+            .await?
+            .items
+            .into_iter()
+            .filter(|kv| !names.contains(String::from_utf8_lossy(&kv.value).as_ref()))
+            .map(|kv| kv.key)
+            .collect();
+        let confirmed: Vec<String> = {
+            let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+            let confirmed = orphans.intersection(&suspects).cloned().collect();
+            *suspects = orphans;
+            confirmed
+        };
+        for key in &confirmed {
+            tracing::info!(key, "releasing the pod CIDR of a deleted node");
             release(&*self.store, key).await?;
         }
         Ok(confirmed.len())

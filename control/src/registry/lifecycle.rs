@@ -496,6 +496,17 @@ pub fn spawn_background_loops(api: Arc<ApiServer>, advertise: IpAddr, port: u16)
             if let Err(e) = result {
                 tracing::warn!(error = %e, "repairing service allocations");
             }
+            let nodes = match core("nodes") {
+                Ok(r) => api.list_all(r, None).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let result = match nodes {
+                Ok(all) => api.pod_cidrs.repair(&all).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "repairing pod CIDR allocations");
+            }
         }
     });
 }

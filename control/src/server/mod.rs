@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as tokio_watch;
 
 use crate::pki::{self, ClusterPki};
-use crate::registry::allocator::{Ipv4Cidr, ServiceAllocator};
+use crate::registry::allocator::{Ipv4Cidr, PodCidrAllocator, ServiceAllocator};
 use crate::store::Store;
 use auth::Authenticator;
 use metrics::{InstrumentedStore, Metrics};
@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// is a wildcard.
     pub advertise_address: Option<IpAddr>,
     pub service_cidr: String,
+    /// Range pod CIDRs come from: each Node gets a block of `node_cidr_mask_size` bits.
+    pub cluster_cidr: String,
+    pub node_cidr_mask_size: u8,
     pub node_port_range: (u16, u16),
     /// How often a watch with `allowWatchBookmarks` gets a BOOKMARK.
     pub bookmark_interval: Duration,
@@ -74,6 +77,8 @@ impl ServerConfig {
             listen,
             advertise_address: None,
             service_cidr: skiff_api::constants::DEFAULT_SERVICE_CIDR.to_string(),
+            cluster_cidr: skiff_api::constants::DEFAULT_CLUSTER_CIDR.to_string(),
+            node_cidr_mask_size: 24,
             node_port_range: skiff_api::constants::DEFAULT_NODE_PORT_RANGE,
             bookmark_interval: Duration::from_secs(60),
             extra_sans: Vec::new(),
@@ -86,6 +91,7 @@ pub struct ApiServer {
     pub config: ServerConfig,
     pub metrics: Arc<Metrics>,
     pub allocator: ServiceAllocator,
+    pub pod_cidrs: PodCidrAllocator,
     pub pki: ClusterPki,
     auth: Authenticator,
     ready: AtomicBool,
@@ -119,6 +125,11 @@ impl ApiServer {
         let store: Arc<dyn Store> = Arc::new(InstrumentedStore::new(store, metrics.clone()));
         let cidr = Ipv4Cidr::parse(&config.service_cidr)?;
         let allocator = ServiceAllocator::new(store.clone(), cidr, config.node_port_range);
+        let pod_cidrs = PodCidrAllocator::new(
+            store.clone(),
+            Ipv4Cidr::parse(&config.cluster_cidr)?,
+            config.node_cidr_mask_size,
+        )?;
         let sans = pki::default_sans(
             config.listen.ip(),
             &config.extra_sans,
@@ -135,6 +146,7 @@ impl ApiServer {
             config,
             metrics,
             allocator,
+            pod_cidrs,
             pki,
             auth,
             ready: AtomicBool::new(false),
