@@ -437,7 +437,7 @@ pub async fn heartbeat(client: kube::Client, cfg: NodeConfig, facts: HostFacts) 
             warn!(error = %e, "renewing the node lease");
         }
         n += 1;
-        if n % 6 == 0 {
+        if n.is_multiple_of(6) {
             if let Err(e) = report_status(&client, &cfg, &facts).await {
                 warn!(error = %e, "reporting node status");
             }
