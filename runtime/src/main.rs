@@ -5,9 +5,18 @@
 
 use clap::{Parser, Subcommand};
 
+mod daemon;
+
 #[derive(Parser)]
-#[command(name = "skiff-runtime", version, about = "skiff's node daemon")]
+#[command(
+    name = "skiff-runtime",
+    version,
+    about = "skiff's node daemon",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(flatten)]
+    daemon: daemon::DaemonArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -15,29 +24,47 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a container from an OCI bundle and stay as its parent (logs, exit status).
-    #[cfg(feature = "wip-container")]
     Shim(skiff_runtime::container::ShimArgs),
     /// Run an OCI bundle in the foreground, like `crun run` (benchmarks, debugging).
-    #[cfg(feature = "wip-container")]
     Run(skiff_runtime::container::RunArgs),
     /// Run a command inside a running container's namespaces and cgroups.
-    #[cfg(feature = "wip-container")]
     Exec(skiff_runtime::container::ExecArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        #[cfg(feature = "wip-container")]
         Some(Command::Shim(args)) => skiff_runtime::container::shim_main(args),
-        #[cfg(feature = "wip-container")]
         Some(Command::Run(args)) => skiff_runtime::container::run_main(args),
-        #[cfg(feature = "wip-container")]
         Some(Command::Exec(args)) => skiff_runtime::container::exec_main(args),
-        None => {
-            eprintln!("skiff-runtime: the daemon is not wired yet");
-            2
-        }
+        None => run_daemon(cli.daemon),
     };
     std::process::exit(code);
+}
+
+fn run_daemon(args: daemon::DaemonArgs) -> i32 {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("skiff-runtime: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(daemon::run(args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("skiff-runtime: {e:#}");
+            1
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //!   the overlay layers travel as annotations ([`ANNOTATION_LOWERDIR`] …) that skiff's
 //!   executor turns into the overlayfs mount.
 //! - `mounts`: `/proc`, `/dev` (tmpfs), `/dev/pts`, `/dev/mqueue`, `/sys` (read-only unless
-//!   privileged), `/sys/fs/cgroup` (likewise), the pod's shared `/dev/shm`, then the
+//!   privileged), the pod's shared `/dev/shm`, then the
 //!   daemon's mounts (volumes, `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`,
 //!   `/dev/termination-log`) ordered by depth so that a mount never hides a deeper one. A
 //!   daemon mount at the destination of a standard one replaces it.
@@ -19,7 +19,8 @@
 //!   `noNewPrivileges` for `allowPrivilegeEscalation: false`, `RLIMIT_NOFILE` 1048576,
 //!   `oomScoreAdj`, a terminal for `tty: true`.
 //!
-//! Not in the spec: cgroup resources and device cgroup rules (the cgroups module applies
+//! Not in the spec: `/sys/fs/cgroup` (without a cgroup namespace it would show the node's
+//! whole tree; a namespaced view comes with cgroup v2 hosts), cgroup resources and device cgroup rules (the cgroups module applies
 //! them), seccomp and AppArmor profiles, mount propagation other than private, the host's
 //! devices for privileged containers.
 
@@ -350,12 +351,6 @@ fn mounts(plan: &ContainerPlan, privileged: bool) -> Vec<Mount> {
             "sysfs",
             &["nosuid", "noexec", "nodev", sys_access],
         ),
-        mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", sys_access],
-        ),
     ];
     let mut shm = Mount::default();
     shm.set_destination(PathBuf::from("/dev/shm"));
@@ -630,7 +625,6 @@ mod tests {
                 "/dev/pts",
                 "/dev/mqueue",
                 "/sys",
-                "/sys/fs/cgroup",
                 "/dev/shm",
                 "/scratch",
                 "/etc/hosts",

@@ -1,0 +1,429 @@
+//! One task per pod: look at what runs, ask the state machine what to do, do it, report the
+//! status; again whenever the pod changes, a second passes, or a back-off ends.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use skiff_runtime::pod::machine::{self, Action, ContainerView, Exit, Instance, PodView};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::containers;
+use super::context::NodeContext;
+use super::events::Recorder;
+use super::record::{ExitRecord, PodRecord};
+use super::sandbox;
+
+/// How often a pod's containers are looked at when nothing else happens (the kubelet's
+/// PLEG period).
+const RESYNC: Duration = Duration::from_secs(1);
+/// A container that ran this long before ending starts its back-off afresh.
+const BACKOFF_RESET_AFTER: SignedDuration = SignedDuration::from_secs(600);
+
+/// What the worker knows only while it runs (not worth persisting).
+#[derive(Default)]
+struct Transient {
+    waiting: std::collections::BTreeMap<String, (String, String)>,
+    last_status: Option<PodStatus>,
+}
+
+fn to_exit(e: &ExitRecord) -> Exit {
+    Exit {
+        exit_code: e.exit_code,
+        reason: e.reason.clone(),
+        message: e.message.clone(),
+        started_at: e.started_at.as_deref().and_then(|s| s.parse().ok()),
+        finished_at: e.finished_at.parse().unwrap_or(Timestamp::UNIX_EPOCH),
+    }
+}
+
+fn to_record(e: &Exit) -> ExitRecord {
+    ExitRecord {
+        exit_code: e.exit_code,
+        reason: e.reason.clone(),
+        message: e.message.clone(),
+        started_at: e.started_at.map(|t| t.to_string()),
+        finished_at: e.finished_at.to_string(),
+    }
+}
+
+/// Builds the state machine's view of the pod; records back-offs of newly seen exits.
+fn view(
+    ctx: &NodeContext,
+    pod: &Pod,
+    record: &mut PodRecord,
+    pod_dir: &Path,
+    transient: &Transient,
+) -> PodView {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let policy = spec
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
+    let sandbox_ready = record.sandbox.as_ref().is_some_and(sandbox::sandbox_alive);
+    let mut v = PodView {
+        sandbox_ready,
+        sandbox_lost: record.sandbox.is_some() && !sandbox_ready,
+        pod_ip: record
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .or_else(|| record.last_pod_ip.clone()),
+        host_ip: Some(ctx.config.node_ip.clone()),
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        start_time: record.first_seen.parse().ok(),
+        ..Default::default()
+    };
+    let snapshot = record.clone();
+    let mut changed = false;
+    for (init, names) in [
+        (
+            true,
+            spec.init_containers
+                .iter()
+                .flatten()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            false,
+            spec.containers.iter().map(|c| c.name.clone()).collect(),
+        ),
+    ] {
+        for name in names {
+            let Some(entry) = snapshot.container(&name, init) else {
+                if let Some(w) = transient.waiting.get(&name) {
+                    let cv = ContainerView {
+                        waiting: Some(w.clone()),
+                        ready: true,
+                        started: true,
+                        ..Default::default()
+                    };
+                    insert(&mut v, init, name, cv);
+                }
+                continue;
+            };
+            let current = containers::observe(ctx, record, pod_dir, &name, entry);
+            let mut entry = entry.clone();
+            if let Some(Instance::Exited(e)) = &current {
+                let restarts = if init {
+                    e.exit_code != 0 && policy != "Never"
+                } else {
+                    machine::should_restart(&policy, e)
+                };
+                if restarts && entry.backoff_attempt != entry.attempts {
+                    let ran = e
+                        .started_at
+                        .map(|s| e.finished_at.duration_since(s))
+                        .unwrap_or_default();
+                    if ran > BACKOFF_RESET_AFTER {
+                        entry.backoff_restarts = 0;
+                    }
+                    let delay = machine::backoff_delay(entry.backoff_restarts);
+                    let until = e.finished_at + SignedDuration::try_from(delay).unwrap_or_default();
+                    entry.backoff_until = Some(until.to_string());
+                    entry.backoff_restarts += 1;
+                    entry.backoff_attempt = entry.attempts;
+                    *record.container_mut(&name, init) = entry.clone();
+                    changed = true;
+                }
+            }
+            let cv = ContainerView {
+                restart_count: (entry.attempts - 1).max(0),
+                current,
+                last: entry.last_exit.as_ref().map(to_exit),
+                waiting: transient.waiting.get(&name).cloned(),
+                image: entry.image.clone(),
+                image_id: entry.image_id.clone(),
+                // Probes are not run yet: a running container counts as ready and started.
+                ready: true,
+                started: true,
+                unhealthy: false,
+                backoff_until: entry.backoff_until.as_deref().and_then(|s| s.parse().ok()),
+            };
+            insert(&mut v, init, name, cv);
+        }
+    }
+    if changed {
+        if let Err(e) = record.save(pod_dir) {
+            warn!(error = %e, "saving the pod record");
+        }
+    }
+    v
+}
+
+fn insert(v: &mut PodView, init: bool, name: String, cv: ContainerView) {
+    if init {
+        v.init_containers.insert(name, cv);
+    } else {
+        v.containers.insert(name, cv);
+    }
+}
+
+fn grace_period(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30);
+    Duration::from_secs(secs.max(0) as u64)
+}
+
+/// Stops every container of the pod, in parallel, each with the grace period.
+async fn kill_all(
+    ctx: &NodeContext,
+    pod: &Pod,
+    record: &PodRecord,
+    pod_dir: &Path,
+    events: &Recorder,
+) {
+    let grace = grace_period(pod);
+    let mut stops = Vec::new();
+    for (name, entry) in record
+        .containers
+        .iter()
+        .chain(record.init_containers.iter())
+    {
+        if containers::running_pid(pod_dir, name, entry).is_some() {
+            events
+                .normal(pod, "Killing", format!("Stopping container {name}"))
+                .await;
+            stops.push(containers::kill(pod_dir, name, entry, grace));
+        }
+    }
+    futures::future::join_all(stops).await;
+    let _ = ctx;
+}
+
+/// Removes everything of the pod from the node: sandbox, cgroups, volumes, files.
+async fn remove_all(ctx: &NodeContext, record: &mut PodRecord, pod_dir: &Path) -> Result<()> {
+    sandbox::destroy(ctx, record).await?;
+    ctx.cgroups.remove_pod(&record.uid)?;
+    skiff_runtime::volumes::teardown(pod_dir)?;
+    match std::fs::remove_dir_all(pod_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pod a worker looks after, as the node keeps it.
+struct PodState<'a> {
+    record: &'a mut PodRecord,
+    pod_dir: &'a Path,
+    transient: &'a mut Transient,
+}
+
+async fn execute(
+    ctx: &NodeContext,
+    events: &Recorder,
+    pod: &Pod,
+    state: PodState<'_>,
+    current: &PodView,
+    action: Action,
+) -> Result<()> {
+    let PodState {
+        record,
+        pod_dir,
+        transient,
+    } = state;
+    match action {
+        Action::CreateSandbox => {
+            if record.sandbox.is_some() {
+                // The sandbox died: its containers go with it, as in the kubelet.
+                kill_all(ctx, pod, record, pod_dir, events).await;
+                events
+                    .normal(
+                        pod,
+                        "SandboxChanged",
+                        "Pod sandbox changed, it will be killed and re-created.".into(),
+                    )
+                    .await;
+            }
+            sandbox::create(ctx, pod, record, pod_dir).await?;
+            record.last_pod_ip = record.sandbox.as_ref().and_then(|s| s.pod_ip.clone());
+            record.save(pod_dir)?;
+        }
+        Action::StartContainer { name, init } => {
+            let views = if init {
+                &current.init_containers
+            } else {
+                &current.containers
+            };
+            if let Some(Instance::Exited(e)) = views.get(&name).and_then(|v| v.current.clone()) {
+                record.container_mut(&name, init).last_exit = Some(to_record(&e));
+            }
+            match containers::start(ctx, pod, record, pod_dir, &name, init, events).await {
+                Ok(()) => {
+                    transient.waiting.remove(&name);
+                }
+                Err(failure) => {
+                    warn!(container = %name, reason = failure.reason, "{}", failure.message);
+                    let entry = record.container_mut(&name, init);
+                    let delay = machine::backoff_delay(entry.backoff_restarts);
+                    entry.backoff_restarts += 1;
+                    entry.backoff_until = Some(
+                        (Timestamp::now() + SignedDuration::try_from(delay).unwrap_or_default())
+                            .to_string(),
+                    );
+                    record.save(pod_dir)?;
+                    transient
+                        .waiting
+                        .insert(name, (failure.reason.to_string(), failure.message));
+                }
+            }
+        }
+        Action::KillContainer { name, reason } => {
+            if let Some(entry) = record.containers.get(&name).cloned() {
+                events
+                    .normal(
+                        pod,
+                        "Killing",
+                        format!("Container {name} failed {reason}, will be restarted"),
+                    )
+                    .await;
+                containers::kill(pod_dir, &name, &entry, grace_period(pod)).await;
+            }
+        }
+        Action::KillPod => {
+            kill_all(ctx, pod, record, pod_dir, events).await;
+            sandbox::destroy(ctx, record).await?;
+            record.save(pod_dir)?;
+        }
+    }
+    Ok(())
+}
+
+async fn report(ctx: &NodeContext, pod: &Pod, status: &PodStatus) -> Result<()> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = serde_json::json!({"status": status});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Confirms a deletion the node has carried out: deletes the object for good.
+async fn confirm_deletion(ctx: &NodeContext, pod: &Pod) -> Result<()> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pod's task. `pods` carries the latest object, `None` once the API no longer has it.
+pub async fn run(
+    ctx: Arc<NodeContext>,
+    uid: String,
+    mut pods: watch::Receiver<Option<Pod>>,
+    events: Recorder,
+) {
+    let pod_dir = ctx.config.pod_dir(&uid);
+    let mut record = match PodRecord::load(&pod_dir) {
+        Ok(Some(r)) => r,
+        Ok(None) => PodRecord {
+            uid: uid.clone(),
+            first_seen: Timestamp::now().to_string(),
+            ..Default::default()
+        },
+        Err(e) => {
+            warn!(uid, error = %format!("{e:#}"), "unreadable pod record; starting afresh");
+            PodRecord {
+                uid: uid.clone(),
+                first_seen: Timestamp::now().to_string(),
+                ..Default::default()
+            }
+        }
+    };
+    let mut transient = Transient::default();
+    loop {
+        let latest = pods.borrow_and_update().clone();
+        let Some(pod) = latest else {
+            // Gone from the API (deleted while we were away, or force-deleted).
+            let placeholder = Pod::default();
+            kill_all(&ctx, &placeholder, &record, &pod_dir, &events).await;
+            if let Err(e) = remove_all(&ctx, &mut record, &pod_dir).await {
+                warn!(uid, error = %format!("{e:#}"), "removing a deleted pod");
+            } else {
+                info!(uid, pod = %format!("{}/{}", record.namespace, record.name), "pod removed from the node");
+            }
+            return;
+        };
+        record.namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        record.name = pod.metadata.name.clone().unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        if record.qos.is_empty() {
+            record.qos = skiff_api::defaults::qos_class(&spec).to_string();
+        }
+        let current = view(&ctx, &pod, &mut record, &pod_dir, &transient);
+        let plan = machine::plan(&spec, &current, Timestamp::now());
+        for action in plan.actions {
+            let state = PodState {
+                record: &mut record,
+                pod_dir: &pod_dir,
+                transient: &mut transient,
+            };
+            if let Err(e) = execute(&ctx, &events, &pod, state, &current, action.clone()).await {
+                warn!(uid, ?action, error = %format!("{e:#}"), "pod action failed");
+                transient.waiting.insert(
+                    "(sandbox)".into(),
+                    ("CreatePodSandboxError".into(), format!("{e:#}")),
+                );
+            }
+        }
+        let after = view(&ctx, &pod, &mut record, &pod_dir, &transient);
+        if pod.metadata.deletion_timestamp.is_some() && !after.sandbox_ready {
+            if let Err(e) = confirm_deletion(&ctx, &pod).await {
+                warn!(uid, error = %format!("{e:#}"), "confirming pod deletion");
+            }
+        } else {
+            let status = machine::status(
+                &spec,
+                &after,
+                transient.last_status.as_ref(),
+                Timestamp::now(),
+            );
+            if transient.last_status.as_ref() != Some(&status) {
+                match report(&ctx, &pod, &status).await {
+                    Ok(()) => transient.last_status = Some(status),
+                    Err(e) => warn!(uid, error = %format!("{e:#}"), "reporting pod status"),
+                }
+            }
+        }
+        let wait = plan
+            .wake_at
+            .map(|t| t.duration_since(Timestamp::now()))
+            .and_then(|d| Duration::try_from(d).ok())
+            .map_or(RESYNC, |d| d.min(RESYNC));
+        tokio::select! {
+            changed = pods.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! skiff-runtime end to end, as root, on the real kernel: a control plane in-process and the
+//! daemon as a process, both inside a network namespace the test makes (the node's "host"
+//! namespace: the bridge, veths and routes go there, never into the machine's own), with
+//! its own cgroup parent and temp root and run dirs. Every test removes what it made, even
+//! when it fails.
+
+#[path = "support/image/mod.rs"]
+mod image_support;
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+use skiff_control::server::{ApiServer, ServerConfig, ServerHandle};
+use skiff_control::store::sqlite::{SqliteOptions, SqliteStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A node's world: its network namespace, dirs, cgroup parent, daemon. Dropping the
+/// [`World`] guard removes all of it.
+struct NodeWorld {
+    netns: String,
+    dir: tempfile::TempDir,
+    cgroup_parent: String,
+    daemon: Mutex<Option<Child>>,
+}
+
+struct World(Arc<NodeWorld>);
+
+impl World {
+    fn new() -> World {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let netns = format!("skiff-dt-{}-{n}", std::process::id());
+        let status = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip netns add {netns}");
+        let status = Command::new("ip")
+            .args(["-n", &netns, "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        World(Arc::new(NodeWorld {
+            netns,
+            dir: tempfile::tempdir().unwrap(),
+            cgroup_parent: format!("skiff-test-dt-{}-{n}", std::process::id()),
+            daemon: Mutex::new(None),
+        }))
+    }
+
+    /// Runs `body` on a thread inside the node's network namespace, on its own runtime.
+    fn run<F>(&self, body: impl FnOnce(Arc<NodeWorld>) -> F + Send + 'static)
+    where
+        F: std::future::Future<Output = ()>,
+    {
+        let world = self.0.clone();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(format!("/run/netns/{}", world.netns)).unwrap();
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(body(world))
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+}
+
+impl NodeWorld {
+    fn root_dir(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    fn pod_cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for qos in ["", "burstable", "besteffort"] {
+            let dir = Path::new("/sys/fs/cgroup/memory")
+                .join(&self.cgroup_parent)
+                .join(qos);
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with("pod") {
+                    found.push(e.path());
+                }
+            }
+        }
+        found
+    }
+
+    fn mounts_under_dir(&self) -> Vec<String> {
+        let root = self.dir.path().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&root))
+            .collect()
+    }
+
+    fn veths(&self) -> Vec<String> {
+        sh(
+            "ip",
+            &["-n", &self.netns, "-o", "link", "show", "type", "veth"],
+        )
+        .lines()
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(1)
+                .map(|s| s.split('@').next().unwrap_or(s).to_string())
+        })
+        .collect()
+    }
+
+    fn kill_daemon(&self) {
+        if let Some(mut d) = self.daemon.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let w = &self.0;
+        w.kill_daemon();
+        if let Ok(cg) = skiff_runtime::cgroups::CgroupManager::new(&w.cgroup_parent) {
+            for (uid, _) in cg.list_pods().unwrap_or_default() {
+                let _ = cg.remove_pod(&uid);
+            }
+            let _ = cg.remove_node_hierarchy();
+        }
+        let mut mounts = w.mounts_under_dir();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = Command::new("ip").args(["netns", "del", &w.netns]).status();
+    }
+}
+
+fn binary_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_skiff-runtime"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn pause_binary() -> PathBuf {
+    let pause = binary_dir().join("skiff-pause");
+    assert!(
+        pause.exists(),
+        "{} is missing: run `cargo build -p skiff-pause` (make test does)",
+        pause.display()
+    );
+    pause
+}
+
+struct Cluster {
+    server: ServerHandle,
+    data: PathBuf,
+    url: String,
+}
+
+async fn start_control_plane(data: &Path) -> Cluster {
+    let store = SqliteStore::open(&data.join("state.db"), SqliteOptions::default())
+        .await
+        .unwrap();
+    let config = ServerConfig::new(data.to_path_buf(), "127.0.0.1:0".parse().unwrap());
+    let api = ApiServer::new(store, config).unwrap();
+    let server = api.start().await.unwrap();
+    let url = format!("https://127.0.0.1:{}", server.local_addr.port());
+    Cluster {
+        server,
+        data: data.to_path_buf(),
+        url,
+    }
+}
+
+impl Cluster {
+    async fn admin(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.data.join("admin.kubeconfig")).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+}
+
+fn start_daemon(world: &NodeWorld, cluster: &Cluster) {
+    let log = std::fs::File::create(world.dir.path().join("daemon.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_skiff-runtime"))
+        .args(["--server", &cluster.url])
+        .arg("--token")
+        .arg(format!("@{}", cluster.data.join("node-token").display()))
+        .arg("--ca-file")
+        .arg(cluster.data.join("pki/ca.crt"))
+        .args(["--node-name", "node-a", "--node-ip", "127.0.0.1"])
+        .arg("--root-dir")
+        .arg(world.root_dir())
+        .arg("--run-dir")
+        .arg(world.run_dir())
+        .args(["--cgroup-parent", &world.cgroup_parent])
+        .arg("--pause-binary")
+        .arg(pause_binary())
+        .args(["--cluster-dns", "10.96.0.10"])
+        .env("RUST_LOG", "info,skiff_runtime=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    *world.daemon.lock().unwrap() = Some(child);
+}
+
+fn daemon_log(world: &NodeWorld) -> String {
+    std::fs::read_to_string(world.dir.path().join("daemon.log")).unwrap_or_default()
+}
+
+async fn import_busybox(world: &NodeWorld) -> String {
+    let layout = image_support::build_busybox_layout(world.dir.path());
+    let store = skiff_runtime::image::ImageStore::open(&world.root_dir()).unwrap();
+    store.import_archive(&layout.archive).await.unwrap();
+    layout.reference
+}
+
+async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    world: &NodeWorld,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}\n--- daemon log ---\n{}",
+                daemon_log(world)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn pod(name: &str, spec: serde_json::Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn container_state<'a>(
+    p: &'a Pod,
+    name: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)
+}
+
+async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+#[test]
+fn a_pod_runs_shares_localhost_and_a_volume_and_leaves_nothing_when_deleted() {
+    let world = World::new();
+    world.run(|world| async move {
+        let data = world.dir.path().join("control");
+        std::fs::create_dir_all(&data).unwrap();
+        let cluster = start_control_plane(&data).await;
+        let client = cluster.admin().await;
+        let image = import_busybox(&world).await;
+        start_daemon(&world, &cluster);
+        let nodes: Api<Node> = Api::all(client.clone());
+        wait_for("the node to register", Duration::from_secs(20), &world, async || {
+            nodes.get_opt("node-a").await.ok().flatten()
+        })
+        .await;
+
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let spec = json!({
+            "nodeName": "node-a",
+            "terminationGracePeriodSeconds": 2,
+            "volumes": [{"name": "shared", "emptyDir": {}}],
+            "containers": [
+                {"name": "web", "image": image, "imagePullPolicy": "IfNotPresent",
+                 "command": ["/bin/sh", "-c", "hostname > /shared/x; echo web-up; exec /bin/busybox httpd -f -p 8080 -h /shared"],
+                 "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
+                {"name": "client", "image": image, "imagePullPolicy": "IfNotPresent",
+                 "command": ["/bin/sh", "-c", "until wget -qO- http://127.0.0.1:8080/x; do sleep 0.2; done; exec sleep 3600"],
+                 "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
+            ]
+        });
+        let created = pods.create(&PostParams::default(), &pod("web", spec)).await.unwrap();
+        let uid = created.metadata.uid.clone().unwrap();
+        let running = wait_for("the pod to run", Duration::from_secs(30), &world, async || {
+            let p = pods.get("web").await.ok()?;
+            let st = p.status.as_ref()?;
+            let all_running = ["web", "client"].iter().all(|c| {
+                container_state(&p, c)
+                    .and_then(|s| s.state.as_ref())
+                    .is_some_and(|s| s.running.is_some())
+            });
+            (st.phase.as_deref() == Some("Running") && all_running && st.pod_ip.is_some()).then_some(p)
+        })
+        .await;
+        let pod_ip = running.status.as_ref().unwrap().pod_ip.clone().unwrap();
+        assert!(pod_ip.starts_with("10.244."), "pod IP {pod_ip}");
+
+        // From the node to the pod over the bridge: the emptyDir file holds the pod's
+        // hostname, written by one container and served by it.
+        let body = wait_for("the pod to serve HTTP", Duration::from_secs(10), &world, async || {
+            http_get(&format!("{pod_ip}:8080"), "/x").await.ok().filter(|b| b.contains("200"))
+        })
+        .await;
+        assert!(body.trim_end().ends_with("web"), "{body}");
+
+        // The other container reached it on localhost; its stdout is in its CRI log.
+        let log = world.root_dir().join("pods").join(&uid).join("logs/client/0.log");
+        let text = wait_for("the client's log", Duration::from_secs(10), &world, async || {
+            std::fs::read_to_string(&log).ok().filter(|t| t.contains(" stdout F web"))
+        })
+        .await;
+        let first = text.lines().next().unwrap();
+        let fields: Vec<&str> = first.splitn(4, ' ').collect();
+        assert!(fields[0].parse::<jiff::Timestamp>().is_ok(), "{first}");
+        assert_eq!(&fields[1..], ["stdout", "F", "web"]);
+
+        assert_eq!(world.veths().len(), 1, "one veth for one pod");
+        assert_eq!(world.pod_cgroup_dirs().len(), 1);
+        assert!(world.run_dir().join("netns").join(&uid).exists());
+
+        pods.delete("web", &DeleteParams::default()).await.unwrap();
+        wait_for("the pod to be gone", Duration::from_secs(20), &world, async || {
+            pods.get_opt("web").await.ok().and_then(|p| p.is_none().then_some(()))
+        })
+        .await;
+        wait_for("the node to clean up", Duration::from_secs(10), &world, async || {
+            (world.veths().is_empty()
+                && world.pod_cgroup_dirs().is_empty()
+                && !world.root_dir().join("pods").join(&uid).exists()
+                && world.mounts_under_dir().is_empty())
+            .then_some(())
+        })
+        .await;
+        assert!(!world.run_dir().join("netns").join(&uid).exists());
+        cluster.server.shutdown().await;
+    });
+}
