@@ -9,3 +9,8 @@ pub mod node;
 pub mod pod;
 pub mod spec;
 pub mod volumes;
+
+#[cfg(feature = "wip-nodeapi")]
+pub mod nodeapi;
+#[cfg(feature = "wip-probe")]
+pub mod probe;

@@ -1,0 +1,2 @@
+//! Node benchmarks (being written).
+fn main() {}
