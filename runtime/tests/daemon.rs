@@ -7,6 +7,7 @@
 #[path = "support/image/mod.rs"]
 mod image_support;
 
+use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -237,6 +238,69 @@ fn daemon_log(world: &NodeWorld) -> String {
     std::fs::read_to_string(world.dir.path().join("daemon.log")).unwrap_or_default()
 }
 
+/// A control plane, the busybox image on the node, the daemon running and registered.
+async fn boot(world: &NodeWorld) -> (Cluster, kube::Client, String) {
+    let data = world.dir.path().join("control");
+    std::fs::create_dir_all(&data).unwrap();
+    let cluster = start_control_plane(&data).await;
+    let client = cluster.admin().await;
+    let image = import_busybox(world).await;
+    start_daemon(world, &cluster);
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait_for(
+        "the node to register",
+        Duration::from_secs(20),
+        world,
+        async || nodes.get_opt("node-a").await.ok().flatten(),
+    )
+    .await;
+    (cluster, client, image)
+}
+
+/// Waits until the pod satisfies `done`, and returns it.
+async fn wait_pod(
+    world: &NodeWorld,
+    pods: &Api<Pod>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&Pod) -> bool,
+) -> Pod {
+    wait_for(&format!("pod {name}: {what}"), timeout, world, async || {
+        pods.get(name).await.ok().filter(|p| done(p))
+    })
+    .await
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn terminated(p: &Pod, c: &str) -> Option<k8s_openapi::api::core::v1::ContainerStateTerminated> {
+    container_state(p, c)?.state.as_ref()?.terminated.clone()
+}
+
+fn running(p: &Pod, c: &str) -> bool {
+    container_state(p, c)
+        .and_then(|s| s.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
+}
+
+fn log_of(world: &NodeWorld, p: &Pod, container: &str, attempt: i32) -> String {
+    let uid = p.metadata.uid.as_deref().unwrap();
+    std::fs::read_to_string(
+        world
+            .root_dir()
+            .join("pods")
+            .join(uid)
+            .join(format!("logs/{container}/{attempt}.log")),
+    )
+    .unwrap_or_default()
+}
+
 async fn import_busybox(world: &NodeWorld) -> String {
     let layout = image_support::build_busybox_layout(world.dir.path());
     let store = skiff_runtime::image::ImageStore::open(&world.root_dir()).unwrap();
@@ -299,18 +363,7 @@ async fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
 fn a_pod_runs_shares_localhost_and_a_volume_and_leaves_nothing_when_deleted() {
     let world = World::new();
     world.run(|world| async move {
-        let data = world.dir.path().join("control");
-        std::fs::create_dir_all(&data).unwrap();
-        let cluster = start_control_plane(&data).await;
-        let client = cluster.admin().await;
-        let image = import_busybox(&world).await;
-        start_daemon(&world, &cluster);
-        let nodes: Api<Node> = Api::all(client.clone());
-        wait_for("the node to register", Duration::from_secs(20), &world, async || {
-            nodes.get_opt("node-a").await.ok().flatten()
-        })
-        .await;
-
+        let (cluster, client, image) = boot(&world).await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         let spec = json!({
             "nodeName": "node-a",
@@ -380,4 +433,276 @@ fn a_pod_runs_shares_localhost_and_a_volume_and_leaves_nothing_when_deleted() {
         assert!(!world.run_dir().join("netns").join(&uid).exists());
         cluster.server.shutdown().await;
     });
+}
+
+#[test]
+fn exit_codes_restart_policies_oom_and_init_containers_are_reported() {
+    let world = World::new();
+    world.run(|world| async move {
+        let (cluster, client, image) = boot(&world).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let c = |name: &str, script: &str| {
+            json!({"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
+                   "command": ["/bin/sh", "-c", script]})
+        };
+        let mut oom = c("hog", "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done");
+        oom["resources"] = json!({"limits": {"memory": "32Mi"}});
+        let specs = [
+            ("fail", json!({"restartPolicy": "Never", "containers": [c("main", "echo bye; exit 3")]})),
+            ("done", json!({"restartPolicy": "OnFailure", "containers": [c("main", "exit 0")]})),
+            ("oom", json!({"restartPolicy": "Never", "containers": [oom]})),
+            ("crash", json!({"restartPolicy": "Always", "containers": [c("main", "echo crashing; exit 1")]})),
+            ("init", json!({
+                "restartPolicy": "Always",
+                "volumes": [{"name": "work", "emptyDir": {}}],
+                "initContainers": [
+                    {"name": "first", "image": image, "command": ["/bin/sh", "-c", "echo 1 > /work/order"],
+                     "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                    {"name": "second", "image": image, "command": ["/bin/sh", "-c", "echo 2 >> /work/order"],
+                     "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                ],
+                "containers": [{"name": "main", "image": image,
+                    "command": ["/bin/sh", "-c", "cat /work/order; exec sleep 3600"],
+                    "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+            })),
+        ];
+        for (name, mut spec) in specs {
+            spec["nodeName"] = json!("node-a");
+            spec["terminationGracePeriodSeconds"] = json!(1);
+            pods.create(&PostParams::default(), &pod(name, spec)).await.unwrap();
+        }
+
+        let p = wait_pod(&world, &pods, "fail", "Failed", Duration::from_secs(30), |p| phase(p) == "Failed").await;
+        let t = terminated(&p, "main").expect("terminated state");
+        assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
+        assert!(log_of(&world, &p, "main", 0).contains(" stdout F bye"));
+
+        let p = wait_pod(&world, &pods, "done", "Succeeded", Duration::from_secs(30), |p| phase(p) == "Succeeded").await;
+        assert_eq!(terminated(&p, "main").unwrap().reason.as_deref(), Some("Completed"));
+
+        let p = wait_pod(&world, &pods, "oom", "OOMKilled", Duration::from_secs(60), |p| phase(p) == "Failed").await;
+        let t = terminated(&p, "hog").unwrap();
+        assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
+
+        let p = wait_pod(&world, &pods, "init", "Running after its init containers", Duration::from_secs(30), |p| {
+            phase(p) == "Running" && running(p, "main")
+        })
+        .await;
+        let inits = p.status.as_ref().unwrap().init_container_statuses.clone().unwrap();
+        assert_eq!(inits.len(), 2);
+        for s in &inits {
+            let t = s.state.as_ref().unwrap().terminated.as_ref().unwrap();
+            assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")), "{}", s.name);
+        }
+        let log = wait_for("the init order in main's log", Duration::from_secs(10), &world, async || {
+            Some(log_of(&world, &p, "main", 0)).filter(|l| l.lines().count() >= 2)
+        })
+        .await;
+        let order: Vec<&str> = log.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
+        assert_eq!(order, ["1", "2"]);
+
+        // A crashing container is restarted after a back-off of 10 s, and says so meanwhile.
+        let p = wait_pod(&world, &pods, "crash", "in CrashLoopBackOff", Duration::from_secs(20), |p| {
+            container_state(p, "main")
+                .and_then(|s| s.state.as_ref()?.waiting.as_ref()?.reason.clone())
+                .as_deref()
+                == Some("CrashLoopBackOff")
+        })
+        .await;
+        let last = container_state(&p, "main").unwrap().last_state.clone().unwrap();
+        assert_eq!(last.terminated.unwrap().exit_code, 1);
+        let p = wait_pod(&world, &pods, "crash", "restarted", Duration::from_secs(30), |p| {
+            container_state(p, "main").is_some_and(|s| s.restart_count >= 1)
+        })
+        .await;
+        assert_eq!(phase(&p), "Running");
+        assert!(log_of(&world, &p, "main", 1).contains("crashing") || log_of(&world, &p, "main", 0).contains("crashing"));
+
+        for name in ["fail", "done", "oom", "crash", "init"] {
+            pods.delete(name, &DeleteParams::default()).await.unwrap();
+        }
+        wait_for("every pod to be gone", Duration::from_secs(30), &world, async || {
+            pods.list(&Default::default()).await.ok().filter(|l| l.items.is_empty())
+        })
+        .await;
+        wait_for("the node to clean up", Duration::from_secs(10), &world, async || {
+            (world.veths().is_empty() && world.pod_cgroup_dirs().is_empty() && world.mounts_under_dir().is_empty())
+                .then_some(())
+        })
+        .await;
+        cluster.server.shutdown().await;
+    });
+}
+
+#[test]
+fn security_context_and_config_maps_reach_the_container() {
+    let world = World::new();
+    world.run(|world| async move {
+        let (cluster, client, image) = boot(&world).await;
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "default");
+        let cm = serde_json::from_value(json!({
+            "metadata": {"name": "settings"}, "data": {"greeting": "hello", "mode": "one"}
+        }))
+        .unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let spec = json!({
+            "nodeName": "node-a",
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}],
+            "containers": [{
+                "name": "main", "image": image,
+                "command": ["/bin/sh", "-c",
+                    "echo uid=$(id -u); grep CapEff /proc/self/status; touch /probe 2>/dev/null && echo rootfs=rw || echo rootfs=ro; echo greeting=$GREETING; while true; do echo mode=$(cat /cfg/mode); sleep 0.3; done"],
+                "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}}],
+                "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}],
+                "securityContext": {
+                    "runAsUser": 1000, "runAsGroup": 1000,
+                    "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+                },
+            }]
+        });
+        pods.create(&PostParams::default(), &pod("secure", spec)).await.unwrap();
+        let p = wait_pod(&world, &pods, "secure", "Running", Duration::from_secs(30), |p| running(p, "main")).await;
+        let log = wait_for("the container's report", Duration::from_secs(10), &world, async || {
+            Some(log_of(&world, &p, "main", 0)).filter(|l| l.contains("mode=one"))
+        })
+        .await;
+        assert!(log.contains(" stdout F uid=1000"), "{log}");
+        // Non-root: the kernel clears effective capabilities at exec.
+        assert!(log.contains("CapEff:\t0000000000000000"), "{log}");
+        assert!(log.contains(" stdout F rootfs=ro"), "{log}");
+        assert!(log.contains(" stdout F greeting=hello"), "{log}");
+
+        // The pod's processes run as uid 1000 in the kernel's own view.
+        let pids = std::fs::read_to_string(
+            world.pod_cgroup_dirs()[0].join("main").join("cgroup.procs"),
+        )
+        .unwrap();
+        let pid = pids.lines().next().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(uid_line.split_whitespace().skip(1).all(|u| u == "1000"), "{uid_line}");
+
+        // A change to the config map reaches the mounted file.
+        let patch = json!({"data": {"mode": "two"}});
+        cms.patch("settings", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .unwrap();
+        wait_for("the updated config map in the container", Duration::from_secs(20), &world, async || {
+            Some(log_of(&world, &p, "main", 0)).filter(|l| l.contains("mode=two"))
+        })
+        .await;
+        pods.delete("secure", &DeleteParams::default()).await.unwrap();
+        wait_for("the pod to be gone", Duration::from_secs(20), &world, async || {
+            pods.get_opt("secure").await.ok().and_then(|p| p.is_none().then_some(()))
+        })
+        .await;
+        cluster.server.shutdown().await;
+    });
+}
+
+/// `kill -9` of the daemon with three running pods; one container ends while the daemon is
+/// away. The restarted daemon adopts the two that run (same processes, same addresses) and
+/// reports the real exit code of the third.
+#[test]
+fn a_killed_daemon_adopts_running_pods_and_learns_exits_that_happened_meanwhile() {
+    let world = World::new();
+    world.run(|world| async move {
+        let (cluster, client, image) = boot(&world).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let signal_dir = world.dir.path().join("signal");
+        let c = |script: &str| {
+            json!({"name": "main", "image": image, "command": ["/bin/sh", "-c", script],
+                   "volumeMounts": [{"name": "signal", "mountPath": "/signal"}]})
+        };
+        for (name, script, policy) in [
+            ("steady-a", "exec sleep 3600", "Always"),
+            ("steady-b", "exec sleep 3600", "Always"),
+            ("ends", "while [ ! -f /signal/stop ]; do sleep 0.1; done; exit 7", "Never"),
+        ] {
+            let spec = json!({"nodeName": "node-a", "restartPolicy": policy,
+                              "terminationGracePeriodSeconds": 1, "containers": [c(script)],
+                              "volumes": [{"name": "signal", "hostPath": {
+                                  "path": signal_dir.to_string_lossy(), "type": "DirectoryOrCreate"}}]});
+            pods.create(&PostParams::default(), &pod(name, spec)).await.unwrap();
+        }
+        let mut before = BTreeMap::new();
+        for name in ["steady-a", "steady-b", "ends"] {
+            let p = wait_pod(&world, &pods, name, "Running", Duration::from_secs(30), |p| running(p, "main")).await;
+            before.insert(name, p);
+        }
+        let pauses = pause_pids(&world);
+        assert_eq!(pauses.len(), 3, "{pauses:?}");
+
+        world.kill_daemon();
+        // While the daemon is away, one container ends (told to through a hostPath volume).
+        let uid = before["ends"].metadata.uid.clone().unwrap();
+        std::fs::write(signal_dir.join("stop"), b"").unwrap();
+        let exit_file = world.root_dir().join("pods").join(&uid).join("containers/main/0/exit.json");
+        wait_for("the container to end", Duration::from_secs(10), &world, async || {
+            exit_file.exists().then_some(())
+        })
+        .await;
+
+        // And one pod is force-deleted from the API while the daemon is away.
+        let gone = before["steady-b"].metadata.uid.clone().unwrap();
+        pods.delete("steady-b", &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+
+        start_daemon(&world, &cluster);
+        let p = wait_pod(&world, &pods, "ends", "Failed with its exit code", Duration::from_secs(30), |p| {
+            phase(p) == "Failed"
+        })
+        .await;
+        assert_eq!(terminated(&p, "main").unwrap().exit_code, 7);
+        // The force-deleted pod is removed from the node; the finished one keeps no sandbox.
+        wait_for("the deleted pod's removal", Duration::from_secs(20), &world, async || {
+            (!world.root_dir().join("pods").join(&gone).exists() && world.veths().len() == 1)
+                .then_some(())
+        })
+        .await;
+        for name in ["steady-a"] {
+            let p = pods.get(name).await.unwrap();
+            let old = &before[name];
+            let (now_s, old_s) = (container_state(&p, "main").unwrap(), container_state(old, "main").unwrap());
+            assert_eq!(now_s.restart_count, 0, "{name} was not restarted");
+            assert_eq!(now_s.state, old_s.state, "{name} kept its running instance");
+            assert_eq!(
+                p.status.as_ref().unwrap().pod_ip,
+                old.status.as_ref().unwrap().pod_ip,
+                "{name} kept its address"
+            );
+        }
+        let after = pause_pids(&world);
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert!(pauses.contains(&after[0]), "{pauses:?} vs {after:?}");
+
+        for name in ["steady-a", "ends"] {
+            pods.delete(name, &DeleteParams::default()).await.unwrap();
+        }
+        wait_for("the node to clean up", Duration::from_secs(30), &world, async || {
+            (world.veths().is_empty() && world.pod_cgroup_dirs().is_empty() && world.mounts_under_dir().is_empty())
+                .then_some(())
+        })
+        .await;
+        cluster.server.shutdown().await;
+    });
+}
+
+/// Pids of the pause processes in the node's pod cgroups.
+fn pause_pids(world: &NodeWorld) -> Vec<String> {
+    world
+        .pod_cgroup_dirs()
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }

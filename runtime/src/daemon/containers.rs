@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use kube::api::Api;
 use skiff_runtime::cgroups::{self, QosClass, Resources};
 use skiff_runtime::container::{read_exit_state, read_shim_state, ShimReply};
 use skiff_runtime::image::{self, ImageRecord};
@@ -17,7 +17,7 @@ use skiff_runtime::pod::machine::{Exit, Instance};
 use skiff_runtime::spec::{
     self, ContainerPlan, MountKind, MountPlan, OverlayDirs, PidNamespace, PodNamespaces,
 };
-use skiff_runtime::volumes::{self, VolumeSources};
+use skiff_runtime::volumes;
 use tokio::io::AsyncBufReadExt;
 use tracing::{debug, info};
 
@@ -165,50 +165,6 @@ async fn pull_secret_credentials(
     None
 }
 
-/// The namespace's config maps, secrets and services (what env and volumes draw on).
-async fn namespace_sources(
-    ctx: &NodeContext,
-    ns: &str,
-) -> Result<(
-    BTreeMap<String, ConfigMap>,
-    BTreeMap<String, Secret>,
-    Vec<Service>,
-)> {
-    let lp = ListParams::default();
-    let by_name = |items: Vec<_>| -> BTreeMap<String, _> {
-        items
-            .into_iter()
-            .filter_map(|o: ConfigMap| o.metadata.name.clone().map(|n| (n, o)))
-            .collect()
-    };
-    let cms = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
-        .list(&lp)
-        .await
-        .context("listing config maps")?;
-    let secrets: BTreeMap<String, Secret> = Api::<Secret>::namespaced(ctx.client.clone(), ns)
-        .list(&lp)
-        .await
-        .context("listing secrets")?
-        .items
-        .into_iter()
-        .filter_map(|o| o.metadata.name.clone().map(|n| (n, o)))
-        .collect();
-    let mut services = Api::<Service>::namespaced(ctx.client.clone(), ns)
-        .list(&lp)
-        .await
-        .context("listing services")?
-        .items;
-    if ns != "default" {
-        if let Ok(Some(k)) = Api::<Service>::namespaced(ctx.client.clone(), "default")
-            .get_opt("kubernetes")
-            .await
-        {
-            services.push(k);
-        }
-    }
-    Ok((by_name(cms.items), secrets, services))
-}
-
 /// The first of the layers (top first) that has `relative`, read as text.
 fn read_from_layers(layers: &[PathBuf], relative: &str) -> Option<String> {
     layers
@@ -240,20 +196,16 @@ pub async fn start(
         .sandbox
         .clone()
         .ok_or_else(|| create_error(&"the pod has no sandbox"))?;
-    let ns = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-
-    let (config_maps, secrets, services) = namespace_sources(ctx, &ns)
+    let objects = ctx
+        .cache
+        .for_pod(pod)
         .await
         .map_err(|e| config_error(&format!("{e:#}")))?;
     let pod_ip = sandbox.pod_ip.clone().unwrap_or_default();
     let env_sources = spec::EnvSources {
-        config_maps: config_maps.clone(),
-        secrets: secrets.clone(),
-        services,
+        config_maps: objects.config_maps.clone(),
+        secrets: objects.secrets.clone(),
+        services: objects.services.clone(),
         node_name: ctx.config.node_name.clone(),
         node_ip: ctx.config.node_ip.clone(),
         pod_ips: vec![pod_ip],
@@ -286,13 +238,11 @@ pub async fn start(
     )
     .map_err(|e| config_error(&e))?;
 
-    let volume_sources = VolumeSources {
-        config_maps,
-        secrets,
-        pvcs: BTreeMap::new(),
-        pvs: BTreeMap::new(),
-        node_name: ctx.config.node_name.clone(),
-    };
+    let volume_sources = ctx
+        .cache
+        .volume_sources(pod, &objects, &ctx.config.node_name)
+        .await
+        .map_err(|e| create_error(&format!("{e:#}")))?;
     let prepared = volumes::prepare(pod, pod_dir, &volume_sources).map_err(|e| create_error(&e))?;
     let env_map: BTreeMap<String, String> = vars.iter().cloned().collect();
     let volume_mounts = volumes::container_mounts(pod, &container, &prepared, pod_dir, &env_map)

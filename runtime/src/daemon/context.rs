@@ -45,4 +45,5 @@ pub struct NodeContext {
     pub cgroups: CgroupManager,
     pub images: ImageStore,
     pub pull_options: PullOptions,
+    pub cache: super::sources::ClusterCache,
 }

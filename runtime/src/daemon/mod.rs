@@ -6,6 +6,7 @@ mod context;
 mod events;
 mod record;
 mod sandbox;
+mod sources;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -242,6 +243,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             mirrors: parse_mirrors(&args.registry_mirrors)?,
             ..Default::default()
         },
+        cache: sources::ClusterCache::start(&client),
     });
     tokio::spawn(node::heartbeat(client.clone(), node_cfg, facts));
     watch_pods(ctx).await

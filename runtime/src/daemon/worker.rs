@@ -22,6 +22,8 @@ use super::sandbox;
 /// How often a pod's containers are looked at when nothing else happens (the kubelet's
 /// PLEG period).
 const RESYNC: Duration = Duration::from_secs(1);
+/// How often mounted config maps, secrets and downward API files are brought up to date.
+const VOLUME_REFRESH: Duration = Duration::from_secs(2);
 /// A container that ran this long before ending starts its back-off afresh.
 const BACKOFF_RESET_AFTER: SignedDuration = SignedDuration::from_secs(600);
 
@@ -178,15 +180,18 @@ fn grace_period(pod: &Pod) -> Duration {
     Duration::from_secs(secs.max(0) as u64)
 }
 
-/// Stops every container of the pod, in parallel, each with the grace period.
+/// How long containers of a pod that vanished from the API get between SIGTERM and SIGKILL
+/// (its own grace period is no longer known).
+const GONE_POD_GRACE: Duration = Duration::from_secs(2);
+
+/// Stops every container of the pod, in parallel, each with `grace`; tells the API when the
+/// pod is still there to hear it.
 async fn kill_all(
-    ctx: &NodeContext,
-    pod: &Pod,
     record: &PodRecord,
     pod_dir: &Path,
-    events: &Recorder,
+    grace: Duration,
+    announce: Option<(&Recorder, &Pod)>,
 ) {
-    let grace = grace_period(pod);
     let mut stops = Vec::new();
     for (name, entry) in record
         .containers
@@ -194,14 +199,15 @@ async fn kill_all(
         .chain(record.init_containers.iter())
     {
         if containers::running_pid(pod_dir, name, entry).is_some() {
-            events
-                .normal(pod, "Killing", format!("Stopping container {name}"))
-                .await;
+            if let Some((events, pod)) = announce {
+                events
+                    .normal(pod, "Killing", format!("Stopping container {name}"))
+                    .await;
+            }
             stops.push(containers::kill(pod_dir, name, entry, grace));
         }
     }
     futures::future::join_all(stops).await;
-    let _ = ctx;
 }
 
 /// Removes everything of the pod from the node: sandbox, cgroups, volumes, files.
@@ -240,7 +246,7 @@ async fn execute(
         Action::CreateSandbox => {
             if record.sandbox.is_some() {
                 // The sandbox died: its containers go with it, as in the kubelet.
-                kill_all(ctx, pod, record, pod_dir, events).await;
+                kill_all(record, pod_dir, grace_period(pod), Some((events, pod))).await;
                 events
                     .normal(
                         pod,
@@ -295,12 +301,49 @@ async fn execute(
             }
         }
         Action::KillPod => {
-            kill_all(ctx, pod, record, pod_dir, events).await;
+            kill_all(record, pod_dir, grace_period(pod), Some((events, pod))).await;
             sandbox::destroy(ctx, record).await?;
             record.save(pod_dir)?;
         }
     }
     Ok(())
+}
+
+/// Rewrites the pod's config map, secret and downward API volumes whose objects changed
+/// (atomically: containers see the old files or the new ones, never a mix).
+async fn refresh_volumes(ctx: &NodeContext, pod: &Pod, pod_dir: &Path, events: &Recorder) {
+    let has_data_volumes = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| {
+            v.config_map.is_some()
+                || v.secret.is_some()
+                || v.downward_api.is_some()
+                || v.projected.is_some()
+        });
+    if !has_data_volumes {
+        return;
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let objects = ctx.cache.cached_for(ns);
+    let sources = skiff_runtime::volumes::VolumeSources {
+        config_maps: objects.config_maps,
+        secrets: objects.secrets,
+        node_name: ctx.config.node_name.clone(),
+        ..Default::default()
+    };
+    match skiff_runtime::volumes::update(pod, pod_dir, &sources) {
+        Ok(updated) if !updated.is_empty() => {
+            tracing::debug!(pod = ?pod.metadata.name, ?updated, "volumes brought up to date");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            events
+                .warning(pod, "FailedMount", format!("updating volumes: {e}"))
+                .await;
+        }
+    }
 }
 
 async fn report(ctx: &NodeContext, pod: &Pod, status: &PodStatus) -> Result<()> {
@@ -358,12 +401,13 @@ pub async fn run(
         }
     };
     let mut transient = Transient::default();
+    let mut last_volume_refresh = std::time::Instant::now();
     loop {
         let latest = pods.borrow_and_update().clone();
         let Some(pod) = latest else {
             // Gone from the API (deleted while we were away, or force-deleted).
-            let placeholder = Pod::default();
-            kill_all(&ctx, &placeholder, &record, &pod_dir, &events).await;
+            info!(uid, pod = %format!("{}/{}", record.namespace, record.name), "pod is gone from the API; removing it");
+            kill_all(&record, &pod_dir, GONE_POD_GRACE, None).await;
             if let Err(e) = remove_all(&ctx, &mut record, &pod_dir).await {
                 warn!(uid, error = %format!("{e:#}"), "removing a deleted pod");
             } else {
@@ -411,6 +455,10 @@ pub async fn run(
                     Err(e) => warn!(uid, error = %format!("{e:#}"), "reporting pod status"),
                 }
             }
+        }
+        if after.sandbox_ready && last_volume_refresh.elapsed() >= VOLUME_REFRESH {
+            refresh_volumes(&ctx, &pod, &pod_dir, &events).await;
+            last_volume_refresh = std::time::Instant::now();
         }
         let wait = plan
             .wake_at
