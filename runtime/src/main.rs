@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod daemon;
+mod image_cli;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +30,8 @@ enum Command {
     Run(skiff_runtime::container::RunArgs),
     /// Run a command inside a running container's namespaces and cgroups.
     Exec(skiff_runtime::container::ExecArgs),
+    /// The node's image store: import, pull, ls, rm.
+    Image(image_cli::ImageArgs),
 }
 
 fn main() {
@@ -37,19 +40,15 @@ fn main() {
         Some(Command::Shim(args)) => skiff_runtime::container::shim_main(args),
         Some(Command::Run(args)) => skiff_runtime::container::run_main(args),
         Some(Command::Exec(args)) => skiff_runtime::container::exec_main(args),
+        Some(Command::Image(args)) => run_async(image_cli::run(args)),
         None => run_daemon(cli.daemon),
     };
     std::process::exit(code);
 }
 
-fn run_daemon(args: daemon::DaemonArgs) -> i32 {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+/// Runs a command's future on a fresh runtime; errors become a message and exit status 1.
+fn run_async(task: impl std::future::Future<Output = anyhow::Result<()>>) -> i32 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,11 +59,22 @@ fn run_daemon(args: daemon::DaemonArgs) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(daemon::run(args)) {
+    match runtime.block_on(task) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("skiff-runtime: {e:#}");
             1
         }
     }
+}
+
+fn run_daemon(args: daemon::DaemonArgs) -> i32 {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    run_async(daemon::run(args))
 }

@@ -652,7 +652,25 @@ fn a_killed_daemon_adopts_running_pods_and_learns_exits_that_happened_meanwhile(
             .await
             .unwrap();
 
+        // And things of a pod the node has no record of: a cgroup and a veth on the bridge.
+        let orphan_cgroup = Path::new("/sys/fs/cgroup/memory")
+            .join(&world.cgroup_parent)
+            .join("besteffort/podorphan");
+        std::fs::create_dir_all(&orphan_cgroup).unwrap();
+        for args in [
+            vec!["link", "add", "veth0123456789a", "type", "veth", "peer", "name", "orphanpeer"],
+            vec!["link", "set", "veth0123456789a", "master", "skiff0"],
+        ] {
+            let status = Command::new("ip").args(["-n", &world.netns]).args(&args).status().unwrap();
+            assert!(status.success(), "ip {args:?}");
+        }
+
         start_daemon(&world, &cluster);
+        wait_for("the orphans to be removed", Duration::from_secs(20), &world, async || {
+            (!orphan_cgroup.exists() && !world.veths().iter().any(|v| v == "veth0123456789a"))
+                .then_some(())
+        })
+        .await;
         let p = wait_pod(&world, &pods, "ends", "Failed with its exit code", Duration::from_secs(30), |p| {
             phase(p) == "Failed"
         })

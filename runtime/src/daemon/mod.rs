@@ -260,6 +260,78 @@ fn pods_on_disk(ctx: &NodeContext) -> Vec<String> {
         .collect()
 }
 
+/// Removes what belongs to no pod the node knows: cgroups, veths, addresses and namespace
+/// mounts left by pods whose records are gone (a crash between removing the record and the
+/// rest, or a wiped pods dir). Pods with records are adopted, or removed by their worker.
+async fn cleanup_orphans(ctx: &NodeContext, known: &HashSet<String>) {
+    match ctx.cgroups.list_pods() {
+        Ok(pods) => {
+            for (uid, _) in pods.into_iter().filter(|(uid, _)| !known.contains(uid)) {
+                info!(uid, "removing the cgroup of an unknown pod");
+                if let Err(e) = ctx.cgroups.remove_pod(&uid) {
+                    warn!(uid, error = %e, "removing an orphaned pod cgroup");
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "listing pod cgroups"),
+    }
+    let ours: HashSet<String> = known.iter().map(|uid| network::host_veth_name(uid)).collect();
+    match network::list_host_veths(&ctx.netlink, &ctx.pod_network).await {
+        Ok(veths) => {
+            for veth in veths.into_iter().filter(|v| !ours.contains(v)) {
+                info!(veth, "removing the veth of an unknown pod");
+                if let Err(e) = network::teardown_pod(&ctx.netlink, &veth).await {
+                    warn!(veth, error = %e, "removing an orphaned veth");
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "listing pod veths"),
+    }
+    match ctx.ipam.allocations() {
+        Ok(allocations) => {
+            for (ip, owner) in allocations.into_iter().filter(|(_, o)| !known.contains(o)) {
+                info!(%ip, owner, "releasing the address of an unknown pod");
+                if let Err(e) = ctx.ipam.release(&owner) {
+                    warn!(%ip, error = %e, "releasing an orphaned address");
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "listing pod addresses"),
+    }
+    let ns_files = std::fs::read_dir(ctx.config.run_dir.join("netns"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| (e.file_name(), e.path()));
+    let ns_dirs = std::fs::read_dir(ctx.config.run_dir.join("ns"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| (e.file_name(), e.path()));
+    for (name, path) in ns_files.chain(ns_dirs) {
+        if known.contains(name.to_string_lossy().as_ref()) {
+            continue;
+        }
+        info!(path = %path.display(), "removing the namespaces of an unknown pod");
+        let targets: Vec<PathBuf> = if path.is_dir() {
+            std::fs::read_dir(&path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect()
+        } else {
+            vec![path.clone()]
+        };
+        for target in targets {
+            if let Err(e) = network::unbind_namespace(&target) {
+                warn!(path = %target.display(), error = %e, "unmounting an orphaned namespace");
+            }
+        }
+        let _ = std::fs::remove_dir(&path);
+    }
+}
+
 /// Watches the pods bound to this node and gives each its worker.
 async fn watch_pods(ctx: Arc<NodeContext>) -> Result<()> {
     let events = Recorder::new(ctx.client.clone(), ctx.config.node_name.clone());
@@ -268,6 +340,7 @@ async fn watch_pods(ctx: Arc<NodeContext>) -> Result<()> {
     if !on_disk.is_empty() {
         info!(pods = on_disk.len(), "adopting pods found on disk");
     }
+    cleanup_orphans(&ctx, &on_disk).await;
     let pods: kube::Api<Pod> = kube::Api::all(ctx.client.clone());
     let config =
         watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.config.node_name));

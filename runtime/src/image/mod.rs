@@ -264,6 +264,12 @@ struct StoreInner {
     content_lock: Arc<tokio::sync::RwLock<()>>,
 }
 
+/// Held while `images.json` is read, changed and written.
+struct TableGuard<'a> {
+    _process: std::sync::MutexGuard<'a, ()>,
+    _file: Option<nix::fcntl::Flock<fs::File>>,
+}
+
 /// The image store; cheap to clone, all clones share one store.
 #[derive(Clone)]
 pub struct ImageStore {
@@ -682,12 +688,31 @@ impl ImageStore {
         self.write_table(&table)
     }
 
-    fn lock_table(&self) -> std::sync::MutexGuard<'_, ()> {
+    /// Serialises read-modify-write of `images.json` within the process (mutex) and with
+    /// other processes on the same store, such as `skiff-runtime image import` beside the
+    /// daemon (an exclusive `flock` on `images.lock`).
+    fn lock_table(&self) -> TableGuard<'_> {
         // The guarded value is (); a panic elsewhere cannot leave it inconsistent.
-        self.inner
+        let process = self
+            .inner
             .table_lock
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let path = self.inner.root.join("images.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ok()
+            .and_then(|f| nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok());
+        if file.is_none() {
+            warn!(path = %path.display(), "cannot lock the image table against other processes");
+        }
+        TableGuard {
+            _process: process,
+            _file: file,
+        }
     }
 
     fn read_table(&self) -> Result<ReferenceTable, ImageError> {
