@@ -7,10 +7,9 @@ pub mod ipam;
 pub mod network;
 pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod spec;
 pub mod volumes;
 
 #[cfg(feature = "wip-nodeapi")]
 pub mod nodeapi;
-#[cfg(feature = "wip-probe")]
-pub mod probe;

@@ -724,3 +724,75 @@ fn pause_pids(world: &NodeWorld) -> Vec<String> {
         })
         .collect()
 }
+
+fn ready(p: &Pod) -> Option<bool> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status == "True")
+}
+
+#[test]
+fn probes_restart_the_unhealthy_and_flip_readiness_without_restarting() {
+    let world = World::new();
+    world.run(|world| async move {
+        let (cluster, client, image) = boot(&world).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let live = json!({
+            "nodeName": "node-a", "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": image,
+                "command": ["/bin/sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; exec sleep 3600"],
+                "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]},
+                                  "periodSeconds": 1, "failureThreshold": 1},
+            }]
+        });
+        let readiness = json!({
+            "nodeName": "node-a", "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": image,
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "command": ["/bin/sh", "-c",
+                    "mkdir -p /www; echo ok > /www/ready; /bin/busybox httpd -p 8080 -h /www; sleep 4; rm /www/ready; exec sleep 3600"],
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"},
+                                   "periodSeconds": 1, "failureThreshold": 1},
+            }]
+        });
+        pods.create(&PostParams::default(), &pod("live", live)).await.unwrap();
+        pods.create(&PostParams::default(), &pod("ready", readiness)).await.unwrap();
+
+        wait_pod(&world, &pods, "ready", "Ready", Duration::from_secs(20), |p| ready(p) == Some(true)).await;
+        let p = wait_pod(&world, &pods, "ready", "not Ready any more", Duration::from_secs(20), |p| {
+            ready(p) == Some(false)
+        })
+        .await;
+        let s = container_state(&p, "main").unwrap();
+        assert_eq!(s.restart_count, 0, "readiness never restarts");
+        assert!(running(&p, "main"));
+
+        let p = wait_pod(&world, &pods, "live", "restarted by its liveness probe", Duration::from_secs(40), |p| {
+            container_state(p, "main").is_some_and(|s| s.restart_count >= 1)
+        })
+        .await;
+        let last = container_state(&p, "main").unwrap().last_state.clone().unwrap();
+        assert!(last.terminated.is_some(), "{last:?}");
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+        let list = events.list(&Default::default()).await.unwrap();
+        assert!(
+            list.items.iter().any(|e| e.reason.as_deref() == Some("Unhealthy")
+                && e.involved_object.name.as_deref() == Some("live")),
+            "an Unhealthy event for the pod"
+        );
+        for name in ["live", "ready"] {
+            pods.delete(name, &DeleteParams::default()).await.unwrap();
+        }
+        wait_for("the pods to be gone", Duration::from_secs(30), &world, async || {
+            pods.list(&Default::default()).await.ok().filter(|l| l.items.is_empty())
+        })
+        .await;
+        cluster.server.shutdown().await;
+    });
+}

@@ -275,7 +275,10 @@ async fn cleanup_orphans(ctx: &NodeContext, known: &HashSet<String>) {
         }
         Err(e) => warn!(error = %e, "listing pod cgroups"),
     }
-    let ours: HashSet<String> = known.iter().map(|uid| network::host_veth_name(uid)).collect();
+    let ours: HashSet<String> = known
+        .iter()
+        .map(|uid| network::host_veth_name(uid))
+        .collect();
     match network::list_host_veths(&ctx.netlink, &ctx.pod_network).await {
         Ok(veths) => {
             for veth in veths.into_iter().filter(|v| !ours.contains(v)) {

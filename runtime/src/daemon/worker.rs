@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use skiff_runtime::pod::machine::{self, Action, ContainerView, Exit, Instance, PodView};
+use skiff_runtime::probe::{self, ContainerProbes, HookKind, ProbeTarget};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -22,6 +23,10 @@ use super::sandbox;
 /// How often a pod's containers are looked at when nothing else happens (the kubelet's
 /// PLEG period).
 const RESYNC: Duration = Duration::from_secs(1);
+/// The shortest pause between two passes, so a probe that cannot run never spins the loop.
+const MIN_WAIT: Duration = Duration::from_millis(50);
+/// The longest a postStart hook may take.
+const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often mounted config maps, secrets and downward API files are brought up to date.
 const VOLUME_REFRESH: Duration = Duration::from_secs(2);
 /// A container that ran this long before ending starts its back-off afresh.
@@ -32,6 +37,8 @@ const BACKOFF_RESET_AFTER: SignedDuration = SignedDuration::from_secs(600);
 struct Transient {
     waiting: std::collections::BTreeMap<String, (String, String)>,
     last_status: Option<PodStatus>,
+    /// Probe state of each running app container, with the instance it belongs to.
+    probes: std::collections::BTreeMap<String, (i32, ContainerProbes)>,
 }
 
 fn to_exit(e: &ExitRecord) -> Exit {
@@ -60,7 +67,7 @@ fn view(
     pod: &Pod,
     record: &mut PodRecord,
     pod_dir: &Path,
-    transient: &Transient,
+    transient: &mut Transient,
 ) -> PodView {
     let spec = pod.spec.clone().unwrap_or_default();
     let policy = spec
@@ -135,6 +142,19 @@ fn view(
                     changed = true;
                 }
             }
+            let (ready, started, unhealthy) = match (&current, init) {
+                (Some(Instance::Running { started_at }), false) => {
+                    let probes = probes_for(&spec, &name, entry.attempts, *started_at, transient);
+                    match probes {
+                        Some(p) => (p.ready(), p.started(), p.unhealthy().is_some()),
+                        None => (true, true, false),
+                    }
+                }
+                _ => (true, true, false),
+            };
+            if !matches!(current, Some(Instance::Running { .. })) {
+                transient.probes.remove(&name);
+            }
             let cv = ContainerView {
                 restart_count: (entry.attempts - 1).max(0),
                 current,
@@ -142,10 +162,9 @@ fn view(
                 waiting: transient.waiting.get(&name).cloned(),
                 image: entry.image.clone(),
                 image_id: entry.image_id.clone(),
-                // Probes are not run yet: a running container counts as ready and started.
-                ready: true,
-                started: true,
-                unhealthy: false,
+                ready,
+                started,
+                unhealthy,
                 backoff_until: entry.backoff_until.as_deref().and_then(|s| s.parse().ok()),
             };
             insert(&mut v, init, name, cv);
@@ -157,6 +176,189 @@ fn view(
         }
     }
     v
+}
+
+/// The probe state of a running app container's instance, made when first seen.
+fn probes_for<'a>(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    name: &str,
+    attempt: i32,
+    started_at: Timestamp,
+    transient: &'a mut Transient,
+) -> Option<&'a ContainerProbes> {
+    let fresh = transient
+        .probes
+        .get(name)
+        .is_none_or(|(a, _)| *a != attempt);
+    if fresh {
+        let container = spec.containers.iter().find(|c| c.name == name)?;
+        // The instance started this long ago: probes count their delays from then.
+        let age = Timestamp::now().duration_since(started_at);
+        let started = std::time::Instant::now()
+            .checked_sub(Duration::try_from(age).unwrap_or_default())
+            .unwrap_or_else(std::time::Instant::now);
+        match ContainerProbes::new(container, started) {
+            Ok(p) => {
+                transient.probes.insert(name.to_string(), (attempt, p));
+            }
+            Err(e) => {
+                warn!(container = name, error = %e, "the container's probes cannot run; treating it as healthy");
+                transient.probes.remove(name);
+                return None;
+            }
+        }
+    }
+    transient.probes.get(name).map(|(_, p)| p)
+}
+
+/// Where probes and hooks of a running container reach it.
+fn probe_target(
+    ctx: &NodeContext,
+    pod: &Pod,
+    record: &PodRecord,
+    pod_dir: &Path,
+    name: &str,
+) -> Option<ProbeTarget> {
+    let entry = record
+        .containers
+        .get(name)
+        .or_else(|| record.init_containers.get(name))?;
+    let pid = containers::running_pid(pod_dir, name, entry)?;
+    let pod_ip = record
+        .sandbox
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .unwrap_or(&ctx.config.node_ip)
+        .parse()
+        .ok()?;
+    let spec = pod.spec.as_ref()?;
+    let container = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)?;
+    Some(ProbeTarget {
+        pod_ip,
+        container_ports: container.ports.clone().unwrap_or_default(),
+        exec_binary: ctx.config.self_binary.clone(),
+        instance_dir: containers::instance_dir(pod_dir, name, entry.attempts - 1),
+        pid,
+    })
+}
+
+/// Runs the probes that are due, all at once, and records their results.
+async fn run_due_probes(
+    ctx: &NodeContext,
+    events: &Recorder,
+    pod: &Pod,
+    record: &PodRecord,
+    pod_dir: &Path,
+    transient: &mut Transient,
+) {
+    let now = std::time::Instant::now();
+    let mut runs = Vec::new();
+    for (name, (_, probes)) in &transient.probes {
+        let kinds = probes.due_now(now);
+        if kinds.is_empty() {
+            continue;
+        }
+        let Some(target) = probe_target(ctx, pod, record, pod_dir, name) else {
+            continue;
+        };
+        for kind in kinds {
+            if let Some(tracker) = probes.tracker(kind) {
+                let probe = tracker.probe().clone();
+                let target = target.clone();
+                let name = name.clone();
+                runs.push(async move {
+                    let result = probe::run_probe(&probe, &target).await;
+                    (name, kind, result)
+                });
+            }
+        }
+    }
+    for (name, kind, result) in futures::future::join_all(runs).await {
+        let Some((_, probes)) = transient.probes.get_mut(&name) else {
+            continue;
+        };
+        if let Some(event) = probes.record(kind, result, now) {
+            events.warning(pod, event.reason, event.message).await;
+        }
+    }
+}
+
+/// When the next probe of the pod is due.
+fn next_probe(transient: &Transient) -> Option<std::time::Instant> {
+    transient
+        .probes
+        .values()
+        .filter_map(|(_, p)| p.next_due().map(|(_, at)| at))
+        .min()
+}
+
+/// Runs a container's postStart or preStop hook, if it has one; reports a failure as the
+/// kubelet does. Returns whether the hook (if any) succeeded.
+async fn run_lifecycle_hook(at: Scope<'_>, name: &str, kind: HookKind, timeout: Duration) -> bool {
+    let Scope {
+        ctx,
+        events,
+        pod,
+        record,
+        pod_dir,
+    } = at;
+    let lifecycle = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == name))
+        .and_then(|c| c.lifecycle.as_ref());
+    let handler = match kind {
+        HookKind::PostStart => lifecycle.and_then(|l| l.post_start.as_ref()),
+        HookKind::PreStop => lifecycle.and_then(|l| l.pre_stop.as_ref()),
+    };
+    let Some(handler) = handler else {
+        return true;
+    };
+    let Some(target) = probe_target(ctx, pod, record, pod_dir, name) else {
+        return true;
+    };
+    match probe::run_hook(handler, &target, timeout).await {
+        Ok(()) => true,
+        Err(e) => {
+            let (reason, _) = kind.failure_event();
+            let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+            events
+                .warning(pod, reason, e.describe(handler, name, pod_name))
+                .await;
+            false
+        }
+    }
+}
+
+/// Stops a container as Kubernetes does: its preStop hook within the grace period, then
+/// SIGTERM, then SIGKILL when the rest of the grace period has passed.
+async fn stop_container(at: Scope<'_>, name: &str, grace: Duration) {
+    let Some(entry) = at
+        .record
+        .containers
+        .get(name)
+        .or_else(|| at.record.init_containers.get(name))
+    else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    run_lifecycle_hook(at, name, HookKind::PreStop, grace).await;
+    let left = grace.saturating_sub(started.elapsed());
+    containers::kill(at.pod_dir, name, entry, left).await;
+}
+
+/// A pod as the hooks and stops of its containers need it.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    ctx: &'a NodeContext,
+    events: &'a Recorder,
+    pod: &'a Pod,
+    record: &'a PodRecord,
+    pod_dir: &'a Path,
 }
 
 fn insert(v: &mut PodView, init: bool, name: String, cv: ContainerView) {
@@ -187,24 +389,37 @@ const GONE_POD_GRACE: Duration = Duration::from_secs(2);
 /// Stops every container of the pod, in parallel, each with `grace`; tells the API when the
 /// pod is still there to hear it.
 async fn kill_all(
+    ctx: &NodeContext,
     record: &PodRecord,
     pod_dir: &Path,
     grace: Duration,
     announce: Option<(&Recorder, &Pod)>,
 ) {
-    let mut stops = Vec::new();
+    let mut stops: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>> =
+        Vec::new();
     for (name, entry) in record
         .containers
         .iter()
         .chain(record.init_containers.iter())
     {
-        if containers::running_pid(pod_dir, name, entry).is_some() {
-            if let Some((events, pod)) = announce {
+        if containers::running_pid(pod_dir, name, entry).is_none() {
+            continue;
+        }
+        match announce {
+            Some((events, pod)) => {
                 events
                     .normal(pod, "Killing", format!("Stopping container {name}"))
                     .await;
+                let at = Scope {
+                    ctx,
+                    events,
+                    pod,
+                    record,
+                    pod_dir,
+                };
+                stops.push(Box::pin(stop_container(at, name, grace)));
             }
-            stops.push(containers::kill(pod_dir, name, entry, grace));
+            None => stops.push(Box::pin(containers::kill(pod_dir, name, entry, grace))),
         }
     }
     futures::future::join_all(stops).await;
@@ -246,7 +461,7 @@ async fn execute(
         Action::CreateSandbox => {
             if record.sandbox.is_some() {
                 // The sandbox died: its containers go with it, as in the kubelet.
-                kill_all(record, pod_dir, grace_period(pod), Some((events, pod))).await;
+                kill_all(ctx, record, pod_dir, grace_period(pod), Some((events, pod))).await;
                 events
                     .normal(
                         pod,
@@ -271,6 +486,21 @@ async fn execute(
             match containers::start(ctx, pod, record, pod_dir, &name, init, events).await {
                 Ok(()) => {
                     transient.waiting.remove(&name);
+                    // postStart runs right after the start; the container is not Running
+                    // for Kubernetes until it returns, and a failure kills it.
+                    let at = Scope {
+                        ctx,
+                        events,
+                        pod,
+                        record,
+                        pod_dir,
+                    };
+                    if !init
+                        && !run_lifecycle_hook(at, &name, HookKind::PostStart, POST_START_TIMEOUT)
+                            .await
+                    {
+                        stop_container(at, &name, grace_period(pod)).await;
+                    }
                 }
                 Err(failure) => {
                     warn!(container = %name, reason = failure.reason, "{}", failure.message);
@@ -289,19 +519,30 @@ async fn execute(
             }
         }
         Action::KillContainer { name, reason } => {
-            if let Some(entry) = record.containers.get(&name).cloned() {
-                events
-                    .normal(
-                        pod,
-                        "Killing",
-                        format!("Container {name} failed {reason}, will be restarted"),
-                    )
-                    .await;
-                containers::kill(pod_dir, &name, &entry, grace_period(pod)).await;
-            }
+            let (kind, grace) = match transient.probes.get(&name).and_then(|(_, p)| {
+                let (kind, _) = p.unhealthy()?;
+                Some((kind, p.termination_grace_period(kind)))
+            }) {
+                Some((kind, grace)) => (Some(kind), grace.unwrap_or_else(|| grace_period(pod))),
+                None => (None, grace_period(pod)),
+            };
+            let message = match kind {
+                Some(kind) => probe::restart_message(kind, &name),
+                None => format!("Container {name} is {reason}, will be restarted"),
+            };
+            events.normal(pod, "Killing", message).await;
+            let at = Scope {
+                ctx,
+                events,
+                pod,
+                record,
+                pod_dir,
+            };
+            stop_container(at, &name, grace).await;
+            transient.probes.remove(&name);
         }
         Action::KillPod => {
-            kill_all(record, pod_dir, grace_period(pod), Some((events, pod))).await;
+            kill_all(ctx, record, pod_dir, grace_period(pod), Some((events, pod))).await;
             sandbox::destroy(ctx, record).await?;
             record.save(pod_dir)?;
         }
@@ -407,7 +648,7 @@ pub async fn run(
         let Some(pod) = latest else {
             // Gone from the API (deleted while we were away, or force-deleted).
             info!(uid, pod = %format!("{}/{}", record.namespace, record.name), "pod is gone from the API; removing it");
-            kill_all(&record, &pod_dir, GONE_POD_GRACE, None).await;
+            kill_all(&ctx, &record, &pod_dir, GONE_POD_GRACE, None).await;
             if let Err(e) = remove_all(&ctx, &mut record, &pod_dir).await {
                 warn!(uid, error = %format!("{e:#}"), "removing a deleted pod");
             } else {
@@ -421,7 +662,8 @@ pub async fn run(
         if record.qos.is_empty() {
             record.qos = skiff_api::defaults::qos_class(&spec).to_string();
         }
-        let current = view(&ctx, &pod, &mut record, &pod_dir, &transient);
+        run_due_probes(&ctx, &events, &pod, &record, &pod_dir, &mut transient).await;
+        let current = view(&ctx, &pod, &mut record, &pod_dir, &mut transient);
         let plan = machine::plan(&spec, &current, Timestamp::now());
         for action in plan.actions {
             let state = PodState {
@@ -437,7 +679,7 @@ pub async fn run(
                 );
             }
         }
-        let after = view(&ctx, &pod, &mut record, &pod_dir, &transient);
+        let after = view(&ctx, &pod, &mut record, &pod_dir, &mut transient);
         if pod.metadata.deletion_timestamp.is_some() && !after.sandbox_ready {
             if let Err(e) = confirm_deletion(&ctx, &pod).await {
                 warn!(uid, error = %format!("{e:#}"), "confirming pod deletion");
@@ -465,6 +707,12 @@ pub async fn run(
             .map(|t| t.duration_since(Timestamp::now()))
             .and_then(|d| Duration::try_from(d).ok())
             .map_or(RESYNC, |d| d.min(RESYNC));
+        let wait = match next_probe(&transient) {
+            Some(at) => wait
+                .min(at.saturating_duration_since(std::time::Instant::now()))
+                .max(MIN_WAIT),
+            None => wait,
+        };
         tokio::select! {
             changed = pods.changed() => {
                 if changed.is_err() {
