@@ -3,13 +3,20 @@
 //! nodes, and the admin kubeconfig.
 //!
 //! Files under the data dir: `pki/ca.crt`, `pki/ca.key`, `pki/apiserver.crt`,
-//! `pki/apiserver.key`, `admin-token`, `node-token`, `admin.kubeconfig` (secrets 0600).
+//! `pki/apiserver.key`, `pki/apiserver-kubelet-client.crt`, `pki/apiserver-kubelet-client.key`,
+//! `admin-token`, `node-token`, `admin.kubeconfig` (secrets 0600).
+//!
+//! The kubelet client certificate is what the API server presents to node daemons (logs, exec,
+//! port-forward, stats): signed by the cluster CA, subject CN [`KUBELET_CLIENT_CN`], extended
+//! key usage clientAuth, valid for a year and re-issued when it is no longer valid a month
+//! ahead, or no longer chains to the CA, or no longer matches its key.
 
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine;
 use rand::Rng;
@@ -33,6 +40,8 @@ pub enum PkiError {
     },
     #[error("invalid subject alternative name {0:?}")]
     BadSan(String),
+    #[error("{what}: {message}")]
+    Tls { what: &'static str, message: String },
 }
 
 /// What the server needs to serve TLS and check tokens.
@@ -43,9 +52,19 @@ pub struct ClusterPki {
     pub key_pem: String,
     pub admin_token: String,
     pub node_token: String,
+    /// The client certificate the API server presents to node daemons (PEM).
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
 }
 
 const CA_COMMON_NAME: &str = "skiff-ca";
+
+/// The subject CN node daemons require of the API server's client certificate.
+pub const KUBELET_CLIENT_CN: &str = "skiff-apiserver-kubelet-client";
+/// How long a kubelet client certificate is issued for.
+const KUBELET_CLIENT_VALIDITY_DAYS: i64 = 365;
+/// A kubelet client certificate that expires within this many days is re-issued at start.
+const KUBELET_CLIENT_RENEW_DAYS: i64 = 30;
 
 fn io_err<'a>(
     action: &'static str,
@@ -177,6 +196,9 @@ pub fn load_or_create(data_dir: &Path, sans: &[String]) -> Result<ClusterPki, Pk
     write_secret_file(&pki_dir.join("apiserver.crt"), &cert_pem)?;
     write_secret_file(&pki_dir.join("apiserver.key"), &key_pem)?;
 
+    let (kubelet_client_cert_pem, kubelet_client_key_pem) =
+        kubelet_client_cert(&pki_dir, &ca_pem, &issuer)?;
+
     let admin_token = read_or_create(&data_dir.join("admin-token"), || Ok(random_token()))?;
     let node_token = read_or_create(&data_dir.join("node-token"), || Ok(random_token()))?;
     Ok(ClusterPki {
@@ -185,7 +207,140 @@ pub fn load_or_create(data_dir: &Path, sans: &[String]) -> Result<ClusterPki, Pk
         key_pem,
         admin_token: admin_token.trim().to_string(),
         node_token: node_token.trim().to_string(),
+        kubelet_client_cert_pem,
+        kubelet_client_key_pem,
     })
+}
+
+fn tls_err(what: &'static str) -> impl FnOnce(String) -> PkiError {
+    move |message| PkiError::Tls { what, message }
+}
+
+/// PEM certificates as DER.
+pub fn parse_certs(
+    pem: &str,
+    what: &'static str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, PkiError> {
+    let certs = rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_err(what)(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(tls_err(what)("no certificate in PEM".into()));
+    }
+    Ok(certs)
+}
+
+/// A PEM private key as DER.
+pub fn parse_key(
+    pem: &str,
+    what: &'static str,
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, PkiError> {
+    rustls_pemfile::private_key(&mut pem.as_bytes())
+        .map_err(|e| tls_err(what)(e.to_string()))?
+        .ok_or_else(|| tls_err(what)("no private key in PEM".into()))
+}
+
+/// Whether `cert_pem`/`key_pem` form a client certificate that chains to `ca_pem`, matches its
+/// key, allows clientAuth and stays valid until `at`.
+fn client_cert_usable(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    at: std::time::SystemTime,
+) -> Result<(), PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in parse_certs(ca_pem, "cluster CA")? {
+        roots
+            .add(ca)
+            .map_err(|e| tls_err("cluster CA")(e.to_string()))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| tls_err("client verifier")(e.to_string()))?;
+    let certs = parse_certs(cert_pem, "kubelet client certificate")?;
+    let now = rustls::pki_types::UnixTime::since_unix_epoch(
+        at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default(),
+    );
+    verifier
+        .verify_client_cert(&certs[0], &certs[1..], now)
+        .map_err(|e| tls_err("kubelet client certificate")(e.to_string()))?;
+    let key = provider
+        .key_provider
+        .load_private_key(parse_key(key_pem, "kubelet client key")?)
+        .map_err(|e| tls_err("kubelet client key")(e.to_string()))?;
+    rustls::sign::CertifiedKey::new(certs, key)
+        .keys_match()
+        .map_err(|e| tls_err("kubelet client key")(e.to_string()))
+}
+
+/// The date `days` from today (UTC): year, month, day.
+fn date_from_today(days: i64) -> (i32, u8, u8) {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let date = today
+        .checked_add(jiff::Span::new().days(days))
+        .unwrap_or(today);
+    (
+        i32::from(date.year()),
+        date.month().unsigned_abs(),
+        date.day().unsigned_abs(),
+    )
+}
+
+/// Loads `pki/apiserver-kubelet-client.{crt,key}`, issuing a new pair when they are missing or
+/// no longer usable for another [`KUBELET_CLIENT_RENEW_DAYS`] days.
+fn kubelet_client_cert(
+    pki_dir: &Path,
+    ca_pem: &str,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<(String, String), PkiError> {
+    let cert_path = pki_dir.join("apiserver-kubelet-client.crt");
+    let key_path = pki_dir.join("apiserver-kubelet-client.key");
+    let existing = match (
+        fs::read_to_string(&cert_path),
+        fs::read_to_string(&key_path),
+    ) {
+        (Ok(cert), Ok(key)) => Some((cert, key)),
+        (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
+        (Err(e), _) => return Err(io_err("read", &cert_path)(e)),
+        (_, Err(e)) => return Err(io_err("read", &key_path)(e)),
+    };
+    if let Some((cert, key)) = existing {
+        let renew_at = std::time::SystemTime::now()
+            + std::time::Duration::from_secs(KUBELET_CLIENT_RENEW_DAYS.unsigned_abs() * 86_400);
+        match client_cert_usable(ca_pem, &cert, &key, renew_at) {
+            Ok(()) => return Ok((cert, key)),
+            Err(e) => tracing::info!(error = %e, "re-issuing the kubelet client certificate"),
+        }
+    }
+    let mut params =
+        CertificateParams::new(Vec::<String>::new()).map_err(cert_err("kubelet client params"))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, KUBELET_CLIENT_CN);
+    dn.push(DnType::OrganizationName, "skiff");
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let (y, m, d) = date_from_today(-1);
+    params.not_before = rcgen::date_time_ymd(y, m, d);
+    let (y, m, d) = date_from_today(KUBELET_CLIENT_VALIDITY_DAYS);
+    params.not_after = rcgen::date_time_ymd(y, m, d);
+    let key = KeyPair::generate().map_err(cert_err("kubelet client key"))?;
+    let cert = params
+        .signed_by(&key, issuer)
+        .map_err(cert_err("kubelet client certificate"))?;
+    let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
+    write_secret_file(&key_path, &key_pem)?;
+    write_secret_file(&cert_path, &cert_pem)?;
+    Ok((cert_pem, key_pem))
 }
 
 /// A kubeconfig for `user` with a bearer token, trusting the cluster CA.
@@ -272,7 +427,55 @@ mod tests {
         assert_eq!(first.admin_token, second.admin_token);
         assert_eq!(first.node_token, second.node_token);
         assert_ne!(first.cert_pem, second.cert_pem, "serving cert is re-issued");
+        assert_eq!(
+            first.kubelet_client_cert_pem, second.kubelet_client_cert_pem,
+            "a valid kubelet client certificate is reused"
+        );
+        assert_eq!(first.kubelet_client_key_pem, second.kubelet_client_key_pem);
         let mode = fs::metadata(dir.path().join("pki/ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn kubelet_client_cert_chains_to_ca_and_is_renewed_when_unusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create(dir.path(), &["127.0.0.1".into()]).unwrap();
+        client_cert_usable(
+            &first.ca_pem,
+            &first.kubelet_client_cert_pem,
+            &first.kubelet_client_key_pem,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        // Not valid two years ahead: it is issued for one.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2 * 365 * 86_400);
+        assert!(client_cert_usable(
+            &first.ca_pem,
+            &first.kubelet_client_cert_pem,
+            &first.kubelet_client_key_pem,
+            later
+        )
+        .is_err());
+        // A certificate that does not match its key is replaced.
+        let cert_path = dir.path().join("pki/apiserver-kubelet-client.crt");
+        fs::write(&cert_path, &first.cert_pem).unwrap();
+        let second = load_or_create(dir.path(), &["127.0.0.1".into()]).unwrap();
+        assert_ne!(second.kubelet_client_cert_pem, first.cert_pem);
+        assert_ne!(
+            second.kubelet_client_key_pem, first.kubelet_client_key_pem,
+            "a new key comes with the new certificate"
+        );
+        client_cert_usable(
+            &second.ca_pem,
+            &second.kubelet_client_cert_pem,
+            &second.kubelet_client_key_pem,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let mode = fs::metadata(dir.path().join("pki/apiserver-kubelet-client.key"))
             .unwrap()
             .permissions()
             .mode();

@@ -142,6 +142,19 @@ impl fmt::Display for Reported {
 
 impl std::error::Error for Reported {}
 
+/// A remote command (`exec`) ran and ended with this exit code, already reported; main exits
+/// with the same code.
+#[derive(Debug)]
+pub struct Exit(pub i32);
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "command terminated with exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
 /// How an error is shown on stderr: server errors as they are, the rest behind `error: `.
 pub fn render(err: &anyhow::Error) -> String {
     if let Some(server) = server_error(err) {

@@ -9,18 +9,23 @@ mod delete;
 mod describe;
 mod edit;
 mod errors;
+mod exec;
 mod explain;
 mod get;
 mod info;
 mod jsonpath;
 mod kubeconfig;
 mod labels;
+mod logs;
 mod manifest;
 mod modify;
 mod output;
+mod podref;
+mod portforward;
 mod table;
 mod target;
 mod threeway;
+mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -215,6 +220,93 @@ enum Command {
     Config {
         #[command(subcommand)]
         what: ConfigCmd,
+    },
+    /// Print the logs of a container in a pod (POD or pod/POD; pods only).
+    Logs {
+        pod: String,
+        /// The container (default: the only one, else the default-container annotation,
+        /// else the first).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep streaming as the log grows.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Lines from the end to show (-1: all).
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        tail: i64,
+        /// Only lines newer than this duration (5s, 2m, 3h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines after this RFC3339 time.
+        #[arg(long)]
+        since_time: Option<String>,
+        /// Put the time each line was written in front of it.
+        #[arg(long)]
+        timestamps: bool,
+        /// The log of the previous instance of the container.
+        #[arg(short = 'p', long)]
+        previous: bool,
+        /// The logs of every container of the pod.
+        #[arg(long)]
+        all_containers: bool,
+        /// Put [pod/NAME/CONTAINER] in front of each line.
+        #[arg(long)]
+        prefix: bool,
+        /// At most this many bytes.
+        #[arg(long)]
+        limit_bytes: Option<i64>,
+    },
+    /// Execute a command in a container: skiffctl exec POD [-c C] [-i] [-t] -- CMD [ARGS...]
+    Exec {
+        pod: String,
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Pass stdin to the command.
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Give the command a terminal (with -i and a terminal on stdin).
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Forward local ports to a pod: skiffctl port-forward POD [LOCAL:]REMOTE...
+    PortForward {
+        pod: String,
+        #[arg(required = true)]
+        ports: Vec<String>,
+        /// Addresses to listen on (comma-separated IPs or localhost).
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+        address: Vec<String>,
+    },
+    /// Show CPU and memory use of nodes or pods.
+    Top {
+        #[command(subcommand)]
+        what: TopCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopCmd {
+    /// CPU and memory use of nodes.
+    #[command(visible_aliases = ["nodes", "no"])]
+    Node {
+        name: Option<String>,
+        #[arg(long)]
+        no_headers: bool,
+    },
+    /// CPU and memory use of pods.
+    #[command(visible_aliases = ["pods", "po"])]
+    Pod {
+        name: Option<String>,
+        #[command(flatten)]
+        ns: AllNamespaces,
+        /// One row per container.
+        #[arg(long)]
+        containers: bool,
+        #[arg(long)]
+        no_headers: bool,
     },
 }
 
@@ -544,6 +636,89 @@ async fn run(cli: Cli) -> Result<()> {
             info::cluster_info(&cluster).await
         }
         Command::Config { what } => config(&globals, what),
+        Command::Logs {
+            pod,
+            container,
+            follow,
+            tail,
+            since,
+            since_time,
+            timestamps,
+            previous,
+            all_containers,
+            prefix,
+            limit_bytes,
+        } => {
+            let args = logs::LogsArgs {
+                pod,
+                container,
+                follow,
+                tail,
+                since,
+                since_time,
+                timestamps,
+                previous,
+                all_containers,
+                prefix,
+                limit_bytes,
+            };
+            // Bad flags are reported before any connection is made.
+            logs::params(&args)?;
+            let cluster = connect(&globals, false).await?;
+            logs::run(&cluster, &args).await
+        }
+        Command::Exec {
+            pod,
+            container,
+            stdin,
+            tty,
+            command,
+        } => {
+            if command.is_empty() {
+                anyhow::bail!("you must specify at least one command for the container (after --)");
+            }
+            let cluster = connect(&globals, false).await?;
+            let args = exec::ExecArgs {
+                pod,
+                container,
+                stdin,
+                tty,
+                command,
+            };
+            exec::run(&cluster, &args).await
+        }
+        Command::PortForward {
+            pod,
+            ports,
+            address,
+        } => {
+            for p in &ports {
+                portforward::parse_port(p)?;
+            }
+            let cluster = connect(&globals, false).await?;
+            portforward::run(&cluster, &pod, &ports, &address).await
+        }
+        Command::Top { what } => match what {
+            TopCmd::Node { name, no_headers } => {
+                let cluster = connect(&globals, false).await?;
+                top::nodes(&cluster, name.as_deref(), no_headers).await
+            }
+            TopCmd::Pod {
+                name,
+                ns,
+                containers,
+                no_headers,
+            } => {
+                let cluster = connect(&globals, ns.all_namespaces).await?;
+                let args = top::TopPodArgs {
+                    name,
+                    all_namespaces: ns.all_namespaces,
+                    containers,
+                    no_headers,
+                };
+                top::pods(&cluster, &args).await
+            }
+        },
     }
 }
 
@@ -662,6 +837,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<errors::Reported>().is_some() => ExitCode::FAILURE,
+        Err(e) if e.downcast_ref::<errors::Exit>().is_some() => {
+            let code = e.downcast_ref::<errors::Exit>().map_or(1, |x| x.0);
+            ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
+        }
         Err(e) => {
             eprintln!("{}", errors::render(&e));
             ExitCode::FAILURE

@@ -71,6 +71,14 @@ pub fn is_read(verb: &str) -> bool {
     matches!(verb, "get" | "list" | "watch")
 }
 
+/// Subresources that are served by a node daemon through the API server.
+fn is_node_passthrough(subresource: Option<&str>) -> bool {
+    matches!(
+        subresource,
+        Some("log" | "exec" | "attach" | "portforward" | "proxy")
+    )
+}
+
 pub fn authorize(
     user: &User,
     verb: &str,
@@ -80,6 +88,9 @@ pub fn authorize(
 ) -> Result<(), ApiError> {
     let allowed = match user {
         User::Admin => true,
+        // Logs, exec, attach, port-forward and node proxying reach into workloads: the
+        // admin's alone, as the Node authorizer denies them to kubelets.
+        User::Node if is_node_passthrough(subresource) => false,
         User::Node => {
             is_read(verb)
                 || matches!(
@@ -160,5 +171,28 @@ mod tests {
             err.message
         );
         assert!(authorize(&User::Admin, "delete", ns, None, None).is_ok());
+    }
+
+    #[test]
+    fn node_daemon_subresources_are_the_admins() {
+        let pods = by_plural("", "v1", "pods").unwrap();
+        let nodes = by_plural("", "v1", "nodes").unwrap();
+        for sub in ["log", "exec", "attach", "portforward"] {
+            let err = authorize(&User::Node, "get", pods, Some(sub), Some("d")).unwrap_err();
+            assert_eq!(err.code, 403, "{sub}");
+            assert!(
+                err.message.contains(&format!("resource \"pods/{sub}\"")),
+                "{}",
+                err.message
+            );
+            assert!(authorize(&User::Admin, "get", pods, Some(sub), Some("d")).is_ok());
+        }
+        assert_eq!(
+            authorize(&User::Node, "get", nodes, Some("proxy"), None)
+                .unwrap_err()
+                .code,
+            403
+        );
+        assert!(authorize(&User::Admin, "get", nodes, Some("proxy"), None).is_ok());
     }
 }

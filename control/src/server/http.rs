@@ -146,6 +146,9 @@ async fn handle(api: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
+    if let Some((node, node_path)) = super::proxy::parse_node_proxy_path(&path) {
+        return serve_node_proxy(&api, req, &node, &node_path, started).await;
+    }
     let route = match parse_path(&path) {
         Ok(r) => r,
         Err(e) => {
@@ -196,6 +199,37 @@ async fn handle(api: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body> {
     };
     api.metrics
         .observe_request(verb, &resource_label, response.status().as_u16(), started);
+    response
+}
+
+/// `nodes/{name}/proxy/…`: not a resource path kube-rs or the router knows, so it is
+/// authenticated and authorized here before going to the node.
+async fn serve_node_proxy(
+    api: &Arc<ApiServer>,
+    req: Request<Incoming>,
+    node: &str,
+    node_path: &str,
+    started: Instant,
+) -> Response<Body> {
+    let verb = match *req.method() {
+        Method::GET | Method::HEAD => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    };
+    let result = async {
+        let user = api.auth_check(req.headers())?;
+        let nodes = skiff_api::resources::by_plural("", "v1", "nodes")
+            .ok_or_else(|| ApiError::internal("no nodes resource"))?;
+        auth::authorize(&user, verb, nodes, Some("proxy"), None)?;
+        super::proxy::node_proxy(api, req, node, node_path).await
+    }
+    .await;
+    let response = result.unwrap_or_else(|e| error_response(&e));
+    api.metrics
+        .observe_request(verb, "nodes/proxy", response.status().as_u16(), started);
     response
 }
 
@@ -499,19 +533,8 @@ async fn serve_resource(
             ))
         }
         (_, Some(name), Some(node_sub @ ("log" | "exec" | "attach" | "portforward"))) => {
-            let pod = api.get(r, nsr, name).await?;
-            let node = pod
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if node.is_empty() {
-                return Err(ApiError::bad_request(format!(
-                    "pod {name} does not have a host assigned"
-                )));
-            }
-            Err(ApiError::unavailable(format!(
-                "pods/{node_sub} is served by the node daemon of node \"{node}\", and this control plane has no connection to node daemons yet"
-            )))
+            let ns = nsr.ok_or_else(|| ApiError::bad_request("pods need a namespace"))?;
+            super::proxy::pod_subresource(api, req, ns, name, node_sub).await
         }
         (&Method::PUT, Some(name), None | Some("status") | Some("finalize")) => {
             let dry = dry_run(query)?;

@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod http;
 pub mod metrics;
 pub mod ops;
+pub mod proxy;
 pub mod request;
 pub mod status;
 pub mod watch;
