@@ -6,10 +6,8 @@ pub mod image;
 pub mod ipam;
 pub mod network;
 pub mod node;
+pub mod nodeapi;
 pub mod pod;
 pub mod probe;
 pub mod spec;
 pub mod volumes;
-
-#[cfg(feature = "wip-nodeapi")]
-pub mod nodeapi;

@@ -413,6 +413,39 @@ fn a_pod_runs_shares_localhost_and_a_volume_and_leaves_nothing_when_deleted() {
         assert!(fields[0].parse::<jiff::Timestamp>().is_ok(), "{first}");
         assert_eq!(&fields[1..], ["stdout", "F", "web"]);
 
+        // Through the control plane to the node's own API: logs and exec.
+        let logs = pods
+            .logs(
+                "web",
+                &kube::api::LogParams {
+                    container: Some("client".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(logs.trim(), "web");
+        let mut attached = pods
+            .exec(
+                "web",
+                ["/bin/sh", "-c", "cat /shared/x; id -u; exit 3"],
+                &kube::api::AttachParams::default()
+                    .container("web")
+                    .stderr(false),
+            )
+            .await
+            .unwrap();
+        let mut out = String::new();
+        attached
+            .stdout()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        let status = attached.take_status().unwrap().await.unwrap();
+        assert_eq!(out, "web\n0\n");
+        assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"), "{status:?}");
+
         assert_eq!(world.veths().len(), 1, "one veth for one pod");
         assert_eq!(world.pod_cgroup_dirs().len(), 1);
         assert!(world.run_dir().join("netns").join(&uid).exists());

@@ -7,6 +7,7 @@ mod events;
 mod record;
 mod sandbox;
 mod sources;
+mod view;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -80,6 +81,9 @@ pub struct DaemonArgs {
     pub reserved_memory: String,
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
+    /// Port of the node's own API (logs, exec, port-forward, stats) for the control plane.
+    #[arg(long, default_value_t = 10250)]
+    pub node_api_port: u16,
     /// Registries spoken to over plain HTTP (`host:port`).
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
@@ -182,7 +186,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             )
         })?,
         max_pods: args.max_pods,
-        node_api_port: 10250,
+        node_api_port: args.node_api_port,
         labels: BTreeMap::new(),
     };
     let client = node::client(&server, &args.ca_file, &token)?;
@@ -245,6 +249,20 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         },
         cache: sources::ClusterCache::start(&client),
     });
+    let api = skiff_runtime::nodeapi::start(
+        skiff_runtime::nodeapi::NodeApiConfig {
+            listen: std::net::SocketAddr::new(node_ip.into(), args.node_api_port),
+            node_name: node_name.clone(),
+            node_ip: node_ip.into(),
+            ca_file: args.ca_file.clone(),
+            pki_dir: args.root_dir.join("pki"),
+            exec_binary: ctx.config.self_binary.clone(),
+        },
+        Arc::new(view::DiskView { ctx: ctx.clone() }),
+    )
+    .await
+    .context("starting the node API")?;
+    info!(address = %api.local_addr(), "node API serving");
     tokio::spawn(node::heartbeat(client.clone(), node_cfg, facts));
     watch_pods(ctx).await
 }
