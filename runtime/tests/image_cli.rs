@@ -29,7 +29,10 @@ fn import_list_and_remove_an_oci_archive() {
 
     let (ok, out, err) = image_cmd(&root, &["import", &archive]);
     assert!(ok, "{err}");
-    assert!(out.contains(&format!("imported {}", layout.reference)), "{out}");
+    assert!(
+        out.contains(&format!("imported {}", layout.reference)),
+        "{out}"
+    );
 
     let (ok, out, err) = image_cmd(&root, &["ls"]);
     assert!(ok, "{err}");
@@ -45,7 +48,9 @@ fn import_list_and_remove_an_oci_archive() {
     let (_, out, _) = image_cmd(&root, &["ls"]);
     assert!(!out.contains(&layout.reference), "{out}");
     assert_eq!(
-        std::fs::read_dir(root.join("images/layers")).unwrap().count(),
+        std::fs::read_dir(root.join("images/layers"))
+            .unwrap()
+            .count(),
         0,
         "unused layers are removed"
     );
