@@ -551,6 +551,27 @@ fn exit_codes_restart_policies_oom_and_init_containers_are_reported() {
         assert_eq!(phase(&p), "Running");
         assert!(log_of(&world, &p, "main", 1).contains("crashing") || log_of(&world, &p, "main", 0).contains("crashing"));
 
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(client.clone(), "default");
+        let reasons = wait_for("the pods' events", Duration::from_secs(10), &world, async || {
+            let list = events.list(&Default::default()).await.ok()?;
+            let reasons: Vec<(String, String)> = list
+                .items
+                .iter()
+                .map(|e| {
+                    (
+                        e.involved_object.name.clone().unwrap_or_default(),
+                        e.reason.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let has = |pod: &str, reason: &str| reasons.iter().any(|(p, r)| p == pod && r == reason);
+            (has("oom", "OOMKilling") && has("crash", "BackOff") && has("done", "Created") && has("done", "Started"))
+                .then_some(reasons)
+        })
+        .await;
+        assert!(!reasons.is_empty());
+
         for name in ["fail", "done", "oom", "crash", "init"] {
             pods.delete(name, &DeleteParams::default()).await.unwrap();
         }

@@ -103,6 +103,7 @@ async fn ensure_image(
     if let Some(creds) = pull_secret_credentials(ctx, pod, &reference).await {
         options.credentials = creds;
     }
+    let started = std::time::Instant::now();
     match ctx.images.pull(&reference, &options, |_| {}).await {
         Ok(record) => {
             events
@@ -110,7 +111,8 @@ async fn ensure_image(
                     pod,
                     "Pulled",
                     format!(
-                        "Successfully pulled image \"{reference}\" ({} bytes)",
+                        "Successfully pulled image \"{reference}\" in {:.3}s. Image size: {} bytes.",
+                        started.elapsed().as_secs_f64(),
                         record.size
                     ),
                 )
@@ -355,6 +357,9 @@ pub async fn start(
     record
         .save(pod_dir)
         .map_err(|e| create_error(&format!("{e:#}")))?;
+    events
+        .normal(pod, "Created", format!("Created container {name}"))
+        .await;
     let reply = spawn_shim(ctx, &dir, &format!("{}_{name}_{attempt}", record.uid), &log)
         .await
         .map_err(|e| create_error(&format!("{e:#}")))?;

@@ -1,4 +1,5 @@
-//! Pod events (`Pulling`, `Started`, `Killing`, `BackOff`, …) posted to the API, best effort:
+//! Pod events (`Pulling`, `Created`, `Started`, `Killing`, `BackOff`, `OOMKilling`, …) posted
+//! to the API, best effort:
 //! an event that cannot be posted is logged, never a reason to stop.
 
 use jiff::Timestamp;
@@ -65,9 +66,13 @@ impl Recorder {
             ..Default::default()
         };
         debug!(pod = %format!("{ns}/{name}"), reason, "{message}");
+        // Posted in the background: a pod's start never waits on its events.
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            warn!(pod = %format!("{ns}/{name}"), reason, error = %e, "posting an event");
-        }
+        let reason = reason.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = api.create(&PostParams::default(), &event).await {
+                warn!(pod = %format!("{ns}/{name}"), reason, error = %e, "posting an event");
+            }
+        });
     }
 }

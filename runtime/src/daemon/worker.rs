@@ -37,6 +37,10 @@ const BACKOFF_RESET_AFTER: SignedDuration = SignedDuration::from_secs(600);
 struct Transient {
     waiting: std::collections::BTreeMap<String, (String, String)>,
     last_status: Option<PodStatus>,
+    /// Warnings noticed while looking at the pod, posted as events after the look.
+    pending_events: Vec<(&'static str, String)>,
+    /// Exits already reported (container, instance count), so each is told once.
+    seen_exits: std::collections::HashSet<(String, i32)>,
     /// Probe state of each running app container, with the instance it belongs to.
     probes: std::collections::BTreeMap<String, (i32, ContainerProbes)>,
 }
@@ -120,6 +124,14 @@ fn view(
             let current = containers::observe(ctx, record, pod_dir, &name, entry);
             let mut entry = entry.clone();
             if let Some(Instance::Exited(e)) = &current {
+                if e.reason == "OOMKilled"
+                    && transient.seen_exits.insert((name.clone(), entry.attempts))
+                {
+                    transient.pending_events.push((
+                        "OOMKilling",
+                        format!("Container {name} was killed: it went past its memory limit"),
+                    ));
+                }
                 let restarts = if init {
                     e.exit_code != 0 && policy != "Never"
                 } else {
@@ -138,6 +150,15 @@ fn view(
                     entry.backoff_until = Some(until.to_string());
                     entry.backoff_restarts += 1;
                     entry.backoff_attempt = entry.attempts;
+                    transient.pending_events.push((
+                        "BackOff",
+                        format!(
+                            "Back-off {}s restarting failed container {name} in pod {}_{}",
+                            delay.as_secs(),
+                            record.name,
+                            record.namespace
+                        ),
+                    ));
                     *record.container_mut(&name, init) = entry.clone();
                     changed = true;
                 }
@@ -664,6 +685,9 @@ pub async fn run(
         }
         run_due_probes(&ctx, &events, &pod, &record, &pod_dir, &mut transient).await;
         let current = view(&ctx, &pod, &mut record, &pod_dir, &mut transient);
+        for (reason, message) in std::mem::take(&mut transient.pending_events) {
+            events.warning(&pod, reason, message).await;
+        }
         let plan = machine::plan(&spec, &current, Timestamp::now());
         for action in plan.actions {
             let state = PodState {
