@@ -850,3 +850,43 @@ fn probes_restart_the_unhealthy_and_flip_readiness_without_restarting() {
         cluster.server.shutdown().await;
     });
 }
+
+#[test]
+fn containers_of_a_pod_sharing_its_process_namespace_see_each_other() {
+    let world = World::new();
+    world.run(|world| async move {
+        let (cluster, client, image) = boot(&world).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let spec = json!({
+            "nodeName": "node-a", "terminationGracePeriodSeconds": 1,
+            "shareProcessNamespace": true,
+            "containers": [
+                {"name": "sleeper", "image": image, "command": ["/bin/sh", "-c", "exec sleep 3600"]},
+                {"name": "looker", "image": image, "command": ["/bin/sh", "-c",
+                    "until ps | grep -q 'sleep 3600'; do sleep 0.2; done; ps; exec sleep 3600"]},
+            ]
+        });
+        pods.create(&PostParams::default(), &pod("shared", spec)).await.unwrap();
+        let p = wait_pod(&world, &pods, "shared", "Running", Duration::from_secs(30), |p| {
+            running(p, "sleeper") && running(p, "looker")
+        })
+        .await;
+        let log = wait_for("looker's ps", Duration::from_secs(15), &world, async || {
+            Some(log_of(&world, &p, "looker", 0)).filter(|l| l.contains("sleep 3600"))
+        })
+        .await;
+        // PID 1 of the shared namespace is pause, not a container's process.
+        let first = log
+            .lines()
+            .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
+            .find(|l| l.trim_start().starts_with("1 "))
+            .unwrap_or_else(|| panic!("no PID 1 in ps output:\n{log}"));
+        assert!(first.contains("skiff-pause"), "{first}");
+        pods.delete("shared", &DeleteParams::default()).await.unwrap();
+        wait_for("the node to clean up", Duration::from_secs(20), &world, async || {
+            (world.pod_cgroup_dirs().is_empty() && world.mounts_under_dir().is_empty()).then_some(())
+        })
+        .await;
+        cluster.server.shutdown().await;
+    });
+}

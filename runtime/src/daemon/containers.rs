@@ -300,6 +300,8 @@ pub async fn start(
     let spec_pod = pod.spec.as_ref();
     let pid = if spec_pod.and_then(|s| s.host_pid) == Some(true) {
         PidNamespace::Host
+    } else if let Some(shared) = sandbox.namespaces.get("pid") {
+        PidNamespace::Join(shared.clone())
     } else {
         PidNamespace::Own
     };

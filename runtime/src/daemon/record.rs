@@ -14,6 +14,9 @@ pub struct SandboxRecord {
     pub pause_pid: i32,
     /// Field 22 of /proc/PID/stat, to tell a reused pid from pause.
     pub pause_start_time: u64,
+    /// The pause that is PID 1 of the pod's shared PID namespace (`shareProcessNamespace`).
+    #[serde(default)]
+    pub pid_namespace_init: Option<i32>,
     pub pod_ip: Option<String>,
     pub host_veth: Option<String>,
     /// Bind-mounted namespace files (net, ipc, uts), by kind.

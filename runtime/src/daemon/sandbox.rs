@@ -24,6 +24,14 @@ fn host_ipc(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.host_ipc) == Some(true)
 }
 
+/// `shareProcessNamespace`: the pod's containers share one PID namespace, whose init is a
+/// second pause (it reaps what the containers orphan, as Kubernetes' pause does).
+pub fn shares_process_namespace(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.share_process_namespace) == Some(true)
+        && spec.and_then(|s| s.host_pid) != Some(true)
+}
+
 /// The pod's hostname: `spec.hostname`, else its name, cut to 63 characters.
 pub fn pod_hostname(pod: &Pod) -> String {
     let name = pod
@@ -62,6 +70,11 @@ fn start_pause(ctx: &NodeContext, pod: &Pod, procs_files: &[PathBuf]) -> Result<
     if !host_ipc(pod) {
         flags |= CloneFlags::CLONE_NEWIPC;
     }
+    let share_pid = shares_process_namespace(pod);
+    if share_pid {
+        // Affects pause's children only: the pause it starts becomes PID 1 there.
+        flags |= CloneFlags::CLONE_NEWPID;
+    }
     let hostname = pod_hostname(pod).into_bytes();
     let set_hostname = !host_network(pod);
     let procs: Vec<CString> = procs_files
@@ -70,6 +83,9 @@ fn start_pause(ctx: &NodeContext, pod: &Pod, procs_files: &[PathBuf]) -> Result<
         .collect::<Result<_, _>>()
         .context("cgroup path holds a NUL byte")?;
     let mut cmd = Command::new(&ctx.config.pause_binary);
+    if share_pid {
+        cmd.arg("--").arg(&ctx.config.pause_binary);
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -99,6 +115,19 @@ fn start_pause(ctx: &NodeContext, pod: &Pod, procs_files: &[PathBuf]) -> Result<
         let _ = child.wait();
     });
     Ok(pid)
+}
+
+/// The first child of `pid` (the PID-namespace pause), waiting briefly for it to appear.
+fn first_child(pid: i32) -> Result<i32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        if let Some(child) = text.split_whitespace().next().and_then(|c| c.parse().ok()) {
+            return Ok(child);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    bail!("pause {pid} did not start the PID namespace's pause")
 }
 
 /// Where the pod's namespace of `kind` is bind-mounted.
@@ -143,9 +172,15 @@ pub async fn create(
     if !host_ipc(pod) {
         kinds.push(("ipc", NamespaceKind::Ipc));
     }
+    let pid_init = if shares_process_namespace(pod) {
+        Some(first_child(pid)?)
+    } else {
+        None
+    };
     let mut sandbox = SandboxRecord {
         pause_pid: pid,
         pause_start_time: start_time,
+        pid_namespace_init: pid_init,
         pod_ip: None,
         host_veth: None,
         namespaces: BTreeMap::new(),
@@ -162,6 +197,11 @@ pub async fn create(
         }
         network::bind_namespace(pid as u32, kind, &target)?;
         namespaces.insert(name.to_string(), target);
+    }
+    if let Some(init) = pid_init {
+        let target = namespace_path(ctx, &uid, "pid");
+        network::bind_namespace(init as u32, NamespaceKind::Pid, &target)?;
+        namespaces.insert("pid".to_string(), target);
     }
     sandbox.namespaces = namespaces;
     record.sandbox = Some(sandbox.clone());
@@ -196,10 +236,13 @@ pub async fn destroy(ctx: &NodeContext, record: &mut PodRecord) -> Result<()> {
         return Ok(());
     };
     if sandbox_alive(&sandbox) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(sandbox.pause_pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        // The PID namespace's init first: its end takes every process of the namespace.
+        for pid in sandbox.pid_namespace_init.into_iter().chain([sandbox.pause_pid]) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
     if let Some(veth) = &sandbox.host_veth {
         if let Err(e) = network::teardown_pod(&ctx.netlink, veth).await {
