@@ -770,7 +770,7 @@ fn pause_pids(world: &NodeWorld) -> Vec<String> {
         .pod_cgroup_dirs()
         .iter()
         .flat_map(|d| {
-            std::fs::read_to_string(d.join("cgroup.procs"))
+            std::fs::read_to_string(d.join("_sandbox/cgroup.procs"))
                 .unwrap_or_default()
                 .lines()
                 .map(str::to_string)

@@ -557,6 +557,11 @@ fn validate_parent(parent: &str) -> Result<String, CgroupError> {
 }
 
 /// A name that becomes one directory: not empty, no `/`, not `.` or `..`.
+/// The leaf cgroup of a pod's pause processes: cgroup v2 allows processes only in leaves once
+/// a cgroup hands controllers to children. Not a valid container name (a DNS label), so it
+/// never meets a container's cgroup.
+pub const SANDBOX_CGROUP: &str = "_sandbox";
+
 fn validate_component(what: &'static str, value: &str) -> Result<(), CgroupError> {
     let reason = if value.is_empty() {
         "must not be empty"

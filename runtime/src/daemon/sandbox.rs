@@ -162,7 +162,12 @@ pub async fn create(
     let pod_cgroup = ctx.cgroups.create_pod(&uid, qos, &resources)?;
     record.qos = qos.as_str().to_string();
 
-    let pid = start_pause(ctx, pod, &pod_cgroup.cgroup().procs_files())?;
+    let sandbox_cgroup = ctx.cgroups.create_container(
+        &pod_cgroup,
+        skiff_runtime::cgroups::SANDBOX_CGROUP,
+        &skiff_runtime::cgroups::Resources::default(),
+    )?;
+    let pid = start_pause(ctx, pod, &sandbox_cgroup.procs_files())?;
     let start_time = process_start_time(pid).context("pause exited at once")?;
     let mut namespaces = BTreeMap::new();
     let mut kinds = vec![("uts", NamespaceKind::Uts)];
