@@ -6,6 +6,8 @@
 
 #[path = "support/image/mod.rs"]
 mod image_support;
+#[path = "support/registry.rs"]
+mod registry;
 
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
@@ -209,7 +211,15 @@ impl Cluster {
 }
 
 fn start_daemon(world: &NodeWorld, cluster: &Cluster) {
-    let log = std::fs::File::create(world.dir.path().join("daemon.log")).unwrap();
+    start_daemon_with(world, cluster, &[]);
+}
+
+fn start_daemon_with(world: &NodeWorld, cluster: &Cluster, extra: &[String]) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(world.dir.path().join("daemon.log"))
+        .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_skiff-runtime"))
         .args(["--server", &cluster.url])
         .arg("--token")
@@ -225,6 +235,7 @@ fn start_daemon(world: &NodeWorld, cluster: &Cluster) {
         .arg("--pause-binary")
         .arg(pause_binary())
         .args(["--cluster-dns", "10.96.0.10"])
+        .args(extra)
         .env("RUST_LOG", "info,skiff_runtime=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -886,6 +897,116 @@ fn containers_of_a_pod_sharing_its_process_namespace_see_each_other() {
         wait_for("the node to clean up", Duration::from_secs(20), &world, async || {
             (world.pod_cgroup_dirs().is_empty() && world.mounts_under_dir().is_empty()).then_some(())
         })
+        .await;
+        cluster.server.shutdown().await;
+    });
+}
+
+#[test]
+fn images_are_pulled_from_a_registry_with_events() {
+    let world = World::new();
+    world.run(|world| async move {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // The registry listens on the node namespace's loopback.
+        let registry = registry::LocalRegistry::start();
+        let image = image_support::busybox_image();
+        registry.push(&image, "team/busybox", "1").await;
+        let reference = format!("{}/team/busybox:1", registry.host);
+
+        let data = world.dir.path().join("control");
+        std::fs::create_dir_all(&data).unwrap();
+        let cluster = start_control_plane(&data).await;
+        let client = cluster.admin().await;
+        start_daemon_with(
+            &world,
+            &cluster,
+            &["--insecure-registry".into(), registry.host.clone()],
+        );
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let spec = json!({
+            "nodeName": "node-a", "terminationGracePeriodSeconds": 1, "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": reference, "command": ["cat", "/etc/hello"]}]
+        });
+        pods.create(&PostParams::default(), &pod("pulled", spec))
+            .await
+            .unwrap();
+        let p = wait_pod(
+            &world,
+            &pods,
+            "pulled",
+            "Succeeded",
+            Duration::from_secs(60),
+            |p| phase(p) == "Succeeded",
+        )
+        .await;
+        let status = container_state(&p, "main").unwrap();
+        assert!(
+            status.image_id.ends_with(&image.manifest_digest),
+            "imageID {} names the manifest digest",
+            status.image_id
+        );
+        assert!(log_of(&world, &p, "main", 0).contains(image_support::HELLO_CONTENT.trim()));
+
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(client.clone(), "default");
+        let pulled = wait_for(
+            "Pulling and Pulled events",
+            Duration::from_secs(10),
+            &world,
+            async || {
+                let list = events.list(&Default::default()).await.ok()?;
+                let by = |reason: &str| {
+                    list.items
+                        .iter()
+                        .find(|e| e.reason.as_deref() == Some(reason))
+                        .cloned()
+                };
+                by("Pulling")?;
+                by("Pulled")
+            },
+        )
+        .await;
+        let message = pulled.message.unwrap_or_default();
+        assert!(
+            message.contains("Image size:") && message.contains(&reference),
+            "{message}"
+        );
+
+        // An image that is not there fails the pull, and the pod says why.
+        let spec = json!({
+            "nodeName": "node-a", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": format!("{}/team/missing:1", registry.host)}]
+        });
+        pods.create(&PostParams::default(), &pod("missing", spec))
+            .await
+            .unwrap();
+        wait_pod(
+            &world,
+            &pods,
+            "missing",
+            "ErrImagePull",
+            Duration::from_secs(30),
+            |p| {
+                container_state(p, "main")
+                    .and_then(|s| s.state.as_ref()?.waiting.as_ref()?.reason.clone())
+                    .is_some_and(|r| r == "ErrImagePull" || r == "CrashLoopBackOff")
+            },
+        )
+        .await;
+        for name in ["pulled", "missing"] {
+            pods.delete(name, &DeleteParams::default()).await.unwrap();
+        }
+        wait_for(
+            "the pods to be gone",
+            Duration::from_secs(30),
+            &world,
+            async || {
+                pods.list(&Default::default())
+                    .await
+                    .ok()
+                    .filter(|l| l.items.is_empty())
+            },
+        )
         .await;
         cluster.server.shutdown().await;
     });
