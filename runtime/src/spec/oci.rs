@@ -17,7 +17,8 @@
 //!   device nodes, the cgroups path.
 //! - `process`: argv, environment, working directory, user, capabilities ([`super::caps`]),
 //!   `noNewPrivileges` for `allowPrivilegeEscalation: false`, `RLIMIT_NOFILE` 1048576,
-//!   `oomScoreAdj`, a terminal for `tty: true`.
+//!   `oomScoreAdj`; no terminal (`tty: true` runs without a console, which the executor
+//!   does not provide yet).
 //!
 //! Not in the spec: `/sys/fs/cgroup` (without a cgroup namespace it would show the node's
 //! whole tree; a namespaced view comes with cgroup v2 hosts), cgroup resources and device cgroup rules (the cgroups module applies
@@ -177,7 +178,9 @@ pub fn build_spec(plan: &ContainerPlan) -> Result<Spec, SpecError> {
         .map_err(|e| SpecError::create(container, "rlimits", "RLIMIT_NOFILE", e.to_string()))?;
 
     let mut process = oci_spec::runtime::Process::default();
-    process.set_terminal(Some(container.tty == Some(true)));
+    // The executor has no console for a container yet (nor `attach`): a `tty: true`
+    // container runs with its output to the log like any other, rather than not at all.
+    process.set_terminal(Some(false));
     process.set_user(user);
     process.set_args(Some(plan.args.clone()));
     process.set_env(Some(plan.env.clone()));
@@ -778,7 +781,8 @@ mod tests {
         p.container.tty = Some(true);
         assert_eq!(
             build(&p).process().as_ref().and_then(|p| p.terminal()),
-            Some(true)
+            Some(false),
+            "tty: true runs without a console until the executor has one"
         );
     }
 
