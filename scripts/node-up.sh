@@ -3,7 +3,9 @@
 # scripts/up.sh started here (as root). It changes this host's network (bridge skiff0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p skiff-runtime -p skiff-pause
+cargo build --release -p skiff-runtime
+cargo rustc --release -p skiff-pause --bin skiff-pause -- \
+  -C target-feature=+crt-static -C relocation-model=static
 install -m 0755 target/release/skiff-runtime target/release/skiff-pause /usr/local/bin/
 control=${SKIFF_DATA_DIR:-/var/lib/skiff/control}
 exec /usr/local/bin/skiff-runtime \

@@ -1,5 +1,10 @@
 //! Pod IP allocation from the node's pod CIDR, kept on disk.
 //!
+//! Nothing here is fsynced: what the files must outlive is the daemon (a crash, `kill -9`),
+//! and the kernel's page cache outlives it. After a power loss no pod runs any more, and the
+//! daemon's start-up cleanup releases the addresses of pods it has no record of. (An fsync
+//! per allocation was more than half of a pod's network setup time.)
+//!
 //! The daemon must survive `kill -9` without handing one address to two pods or losing
 //! track of an address a running pod still uses, so every allocation is a file, written
 //! before the address is returned. Layout of the IPAM directory:
@@ -214,7 +219,6 @@ impl Ipam {
             let ip = Ipv4Addr::from(candidate);
             if self.create_allocation(ip, owner)? {
                 self.set_last_reserved(ip)?;
-                self.sync_dir()?;
                 info!(%owner, %ip, cidr = %self.cidr, "allocated pod address");
                 return Ok(ip);
             }
@@ -238,9 +242,6 @@ impl Ipam {
                 info!(%owner, %ip, "released pod address");
                 released.get_or_insert(ip);
             }
-        }
-        if released.is_some() {
-            self.sync_dir()?;
         }
         Ok(released)
     }
@@ -360,9 +361,7 @@ impl Ipam {
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
             Err(error) => return Err(io_error("create allocation", &path)(error)),
         };
-        let written = file
-            .write_all(format!("{owner}\n").as_bytes())
-            .and_then(|()| file.sync_all());
+        let written = file.write_all(format!("{owner}\n").as_bytes());
         if let Err(error) = written {
             // Leave no half-written claim behind; the error below is the one that matters.
             let _ = fs::remove_file(&path);
@@ -395,13 +394,6 @@ impl Ipam {
         fs::write(&tmp, format!("{ip}\n")).map_err(io_error("write", &tmp))?;
         let path = self.dir.join(LAST_RESERVED_FILE);
         fs::rename(&tmp, &path).map_err(io_error("replace", &path))
-    }
-
-    /// Makes created, renamed and removed entries durable, not only the files' contents.
-    fn sync_dir(&self) -> Result<(), IpamError> {
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error("sync IPAM directory", &self.dir))
     }
 }
 

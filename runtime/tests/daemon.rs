@@ -863,7 +863,7 @@ fn probes_restart_the_unhealthy_and_flip_readiness_without_restarting() {
 }
 
 #[test]
-fn containers_of_a_pod_sharing_its_process_namespace_see_each_other() {
+fn shared_process_namespace_and_host_network_pods() {
     let world = World::new();
     world.run(|world| async move {
         let (cluster, client, image) = boot(&world).await;
@@ -893,6 +893,24 @@ fn containers_of_a_pod_sharing_its_process_namespace_see_each_other() {
             .find(|l| l.trim_start().starts_with("1 "))
             .unwrap_or_else(|| panic!("no PID 1 in ps output:\n{log}"));
         assert!(first.contains("skiff-pause"), "{first}");
+
+        // hostNetwork: no sandbox network; the pod sees the node's links and has its IP.
+        let spec = json!({
+            "nodeName": "node-a", "terminationGracePeriodSeconds": 1, "hostNetwork": true,
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": image,
+                "command": ["/bin/sh", "-c", "grep -o skiff0 /proc/net/dev"]}]
+        });
+        pods.create(&PostParams::default(), &pod("host", spec)).await.unwrap();
+        let host = wait_pod(&world, &pods, "host", "Succeeded", Duration::from_secs(30), |p| {
+            phase(p) == "Succeeded"
+        })
+        .await;
+        assert_eq!(host.status.as_ref().unwrap().pod_ip.as_deref(), Some("127.0.0.1"));
+        assert!(log_of(&world, &host, "main", 0).contains(" stdout F skiff0"));
+        assert_eq!(world.veths().len(), 1, "only the shared pod has a veth");
+        pods.delete("host", &DeleteParams::default()).await.unwrap();
+
         pods.delete("shared", &DeleteParams::default()).await.unwrap();
         wait_for("the node to clean up", Duration::from_secs(20), &world, async || {
             (world.pod_cgroup_dirs().is_empty() && world.mounts_under_dir().is_empty()).then_some(())

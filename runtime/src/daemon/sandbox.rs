@@ -242,7 +242,11 @@ pub async fn destroy(ctx: &NodeContext, record: &mut PodRecord) -> Result<()> {
     };
     if sandbox_alive(&sandbox) {
         // The PID namespace's init first: its end takes every process of the namespace.
-        for pid in sandbox.pid_namespace_init.into_iter().chain([sandbox.pause_pid]) {
+        for pid in sandbox
+            .pid_namespace_init
+            .into_iter()
+            .chain([sandbox.pause_pid])
+        {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
