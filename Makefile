@@ -1,7 +1,7 @@
 # skiff: build and test entry points (see README.md).
 CARGO ?= cargo
 
-.PHONY: all build test lint fmt bench deps up
+.PHONY: all build test lint fmt bench bench-node deps up
 
 all: build
 
@@ -25,3 +25,7 @@ fmt:
 
 bench:
 	bash scripts/bench.sh
+
+# The node: pods, containers vs crun/runc, pod network vs CNI (root; see README).
+bench-node:
+	bash scripts/bench-node.sh
