@@ -37,6 +37,10 @@ const BACKOFF_RESET_AFTER: SignedDuration = SignedDuration::from_secs(600);
 struct Transient {
     waiting: std::collections::BTreeMap<String, (String, String)>,
     last_status: Option<PodStatus>,
+    /// The last volume refresh error, told once.
+    last_volume_error: Option<String>,
+    /// The last failed action's error, so a failure retried every pass is told once.
+    last_failure: Option<String>,
     /// Warnings noticed while looking at the pod, posted as events after the look.
     pending_events: Vec<(&'static str, String)>,
     /// Exits already reported (container, instance count), so each is told once.
@@ -573,7 +577,13 @@ async fn execute(
 
 /// Rewrites the pod's config map, secret and downward API volumes whose objects changed
 /// (atomically: containers see the old files or the new ones, never a mix).
-async fn refresh_volumes(ctx: &NodeContext, pod: &Pod, pod_dir: &Path, events: &Recorder) {
+async fn refresh_volumes(
+    ctx: &NodeContext,
+    pod: &Pod,
+    pod_dir: &Path,
+    events: &Recorder,
+    last_error: &mut Option<String>,
+) {
     let has_data_volumes = pod
         .spec
         .iter()
@@ -601,9 +611,11 @@ async fn refresh_volumes(ctx: &NodeContext, pod: &Pod, pod_dir: &Path, events: &
         }
         Ok(_) => {}
         Err(e) => {
-            events
-                .warning(pod, "FailedMount", format!("updating volumes: {e}"))
-                .await;
+            let message = format!("updating volumes: {e}");
+            if last_error.as_deref() != Some(message.as_str()) {
+                events.warning(pod, "FailedMount", message.clone()).await;
+                *last_error = Some(message);
+            }
         }
     }
 }
@@ -696,11 +708,18 @@ pub async fn run(
                 transient: &mut transient,
             };
             if let Err(e) = execute(&ctx, &events, &pod, state, &current, action.clone()).await {
-                warn!(uid, ?action, error = %format!("{e:#}"), "pod action failed");
-                transient.waiting.insert(
-                    "(sandbox)".into(),
-                    ("CreatePodSandboxError".into(), format!("{e:#}")),
-                );
+                let message = format!("{e:#}");
+                warn!(uid, ?action, error = %message, "pod action failed");
+                // Retried on the next pass; the event is posted once per distinct failure.
+                if transient.last_failure.as_deref() != Some(message.as_str()) {
+                    let reason = match action {
+                        Action::CreateSandbox => "FailedCreatePodSandBox",
+                        Action::KillPod => "FailedKillPod",
+                        _ => "Failed",
+                    };
+                    events.warning(&pod, reason, message.clone()).await;
+                    transient.last_failure = Some(message);
+                }
             }
         }
         let after = view(&ctx, &pod, &mut record, &pod_dir, &mut transient);
@@ -723,7 +742,14 @@ pub async fn run(
             }
         }
         if after.sandbox_ready && last_volume_refresh.elapsed() >= VOLUME_REFRESH {
-            refresh_volumes(&ctx, &pod, &pod_dir, &events).await;
+            refresh_volumes(
+                &ctx,
+                &pod,
+                &pod_dir,
+                &events,
+                &mut transient.last_volume_error,
+            )
+            .await;
             last_volume_refresh = std::time::Instant::now();
         }
         let wait = plan
