@@ -11,6 +11,7 @@ pub mod fields;
 pub mod labels;
 pub mod quantity;
 pub mod resources;
+pub mod tls;
 pub mod validation;
 
 pub use k8s_openapi as k8s;

@@ -3,6 +3,8 @@
 //! in a network namespace the test makes (exec, port-forward), and a real cgroup with a
 //! busy process (stats). Needs root. Everything the tests create is removed by guards.
 
+#[path = "support/bundle.rs"]
+mod bundle;
 #[path = "support/rootfs.rs"]
 mod rootfs;
 
@@ -19,10 +21,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use futures::{AsyncBufReadExt, SinkExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-use oci_spec::runtime::{
-    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder, UserBuilder,
-};
+use oci_spec::runtime::Spec;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -533,92 +532,27 @@ impl Drop for RunningContainer {
     }
 }
 
-fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(destination)
-        .typ(typ)
-        .source(source)
-        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount")
-}
-
 fn container_spec(rootfs: &Path, netns: &Path, args: &[&str]) -> Spec {
-    let namespace = |typ: LinuxNamespaceType| {
-        LinuxNamespaceBuilder::default()
-            .typ(typ)
-            .build()
-            .expect("namespace")
-    };
-    SpecBuilder::default()
-        .root(
-            RootBuilder::default()
-                .path(rootfs)
-                .readonly(false)
-                .build()
-                .expect("root"),
-        )
-        .hostname("nodeapi-test")
-        .process(
-            ProcessBuilder::default()
-                .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
-                .env(vec!["PATH=/bin".to_string()])
-                .cwd("/")
-                .user(
-                    UserBuilder::default()
-                        .uid(0u32)
-                        .gid(0u32)
-                        .build()
-                        .expect("user"),
-                )
-                .build()
-                .expect("process"),
-        )
-        .mounts(vec![
-            mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-            mount(
-                "/dev",
-                "tmpfs",
-                "tmpfs",
-                &["nosuid", "mode=755", "size=65536k"],
-            ),
-            mount(
-                "/dev/pts",
-                "devpts",
-                "devpts",
-                &[
-                    "nosuid",
-                    "noexec",
-                    "newinstance",
-                    "ptmxmode=0666",
-                    "mode=0620",
-                ],
-            ),
-            mount(
-                "/sys",
-                "sysfs",
-                "sysfs",
-                &["nosuid", "noexec", "nodev", "ro"],
-            ),
-        ])
-        .linux(
-            LinuxBuilder::default()
-                .namespaces(vec![
-                    namespace(LinuxNamespaceType::Pid),
-                    namespace(LinuxNamespaceType::Ipc),
-                    namespace(LinuxNamespaceType::Uts),
-                    namespace(LinuxNamespaceType::Mount),
-                    LinuxNamespaceBuilder::default()
-                        .typ(LinuxNamespaceType::Network)
-                        .path(netns)
-                        .build()
-                        .expect("netns"),
-                ])
-                .build()
-                .expect("linux"),
-        )
-        .build()
-        .expect("spec")
+    let mut mounts = bundle::minimal_mounts();
+    mounts.push(bundle::mount(
+        "/dev/pts",
+        "devpts",
+        "devpts",
+        &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+        ],
+    ));
+    mounts.push(bundle::mount(
+        "/sys",
+        "sysfs",
+        "sysfs",
+        &["nosuid", "noexec", "nodev", "ro"],
+    ));
+    bundle::busybox_spec(rootfs, "nodeapi-test", args, mounts, Some(netns))
 }
 
 fn start_container(netns: &NetnsGuard, args: &[&str]) -> RunningContainer {

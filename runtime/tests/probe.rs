@@ -2,6 +2,8 @@
 //! namespace each test makes for itself, exec against a busybox container started with
 //! `skiff-runtime shim`. Needs root.
 
+#[path = "support/bundle.rs"]
+mod bundle;
 #[path = "support/rootfs.rs"]
 mod rootfs;
 
@@ -17,10 +19,6 @@ use k8s_openapi::api::core::v1::{
     TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use oci_spec::runtime::{
-    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder, UserBuilder,
-};
 use skiff_runtime::container::ShimReply;
 use skiff_runtime::probe::{run_hook, run_probe, HookError, ProbeResult, ProbeTarget};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -400,16 +398,6 @@ struct RunningContainer {
     pid: i32,
 }
 
-fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(destination)
-        .typ(typ)
-        .source(source)
-        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount")
-}
-
 impl RunningContainer {
     fn start(args: &[&str]) -> RunningContainer {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -419,61 +407,13 @@ impl RunningContainer {
         std::fs::create_dir_all(&bundle).expect("bundle");
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).expect("state");
-        let namespaces = [
-            LinuxNamespaceType::Pid,
-            LinuxNamespaceType::Ipc,
-            LinuxNamespaceType::Uts,
-            LinuxNamespaceType::Mount,
-        ]
-        .iter()
-        .map(|kind| {
-            LinuxNamespaceBuilder::default()
-                .typ(*kind)
-                .build()
-                .expect("namespace")
-        })
-        .collect::<Vec<_>>();
-        let spec: Spec = SpecBuilder::default()
-            .root(
-                RootBuilder::default()
-                    .path(&rootfs_dir)
-                    .readonly(false)
-                    .build()
-                    .expect("root"),
-            )
-            .hostname("probe-test")
-            .process(
-                ProcessBuilder::default()
-                    .args(args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
-                    .env(vec!["PATH=/bin".to_string()])
-                    .cwd("/")
-                    .user(
-                        UserBuilder::default()
-                            .uid(0u32)
-                            .gid(0u32)
-                            .build()
-                            .expect("user"),
-                    )
-                    .build()
-                    .expect("process"),
-            )
-            .mounts(vec![
-                mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-                mount(
-                    "/dev",
-                    "tmpfs",
-                    "tmpfs",
-                    &["nosuid", "mode=755", "size=65536k"],
-                ),
-            ])
-            .linux(
-                LinuxBuilder::default()
-                    .namespaces(namespaces)
-                    .build()
-                    .expect("linux"),
-            )
-            .build()
-            .expect("spec");
+        let spec = bundle::busybox_spec(
+            &rootfs_dir,
+            "probe-test",
+            args,
+            bundle::minimal_mounts(),
+            None,
+        );
         spec.save(bundle.join("config.json")).expect("config.json");
         let mut shim = Command::new(BIN)
             .args(["shim", "--id", "probe-test", "--bundle"])

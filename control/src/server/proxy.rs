@@ -23,10 +23,7 @@ use http::{header, HeaderMap, HeaderName, Method, Request, Response, StatusCode,
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use skiff_api::resources::{self, ResourceInfo};
 use tokio::net::TcpStream;
@@ -132,60 +129,6 @@ impl NodeTarget {
     }
 }
 
-/// Accepts whatever certificate the node daemon serves (nodes sign their own), but still
-/// checks that the handshake was signed by the key of that certificate.
-#[derive(Debug)]
-struct AnyServerCert {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// Opens HTTPS connections to node daemons with the kubelet client certificate.
 #[derive(Clone)]
 pub struct NodeConnector {
@@ -201,7 +144,9 @@ impl NodeConnector {
             .with_safe_default_protocol_versions()
             .map_err(ProxyError::TlsConfig)?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert { provider }))
+            .with_custom_certificate_verifier(Arc::new(skiff_api::tls::AcceptAnyServerCert::new(
+                provider,
+            )))
             .with_client_auth_cert(certs, key)
             .map_err(ProxyError::TlsConfig)?;
         // HTTP/1.1 only: upgrades (exec, port-forward) need it.

@@ -44,8 +44,8 @@ pub use log::{CriLogWriter, Stream as LogStream, MAX_ENTRY_CONTENT};
 pub use run::run_main;
 pub use shim::shim_main;
 pub use state::{
-    read_exit_state, read_shim_state, ExitState, ShimReply, ShimState, EXIT_STATE_FILE,
-    SHIM_LOG_FILE, SHIM_STATE_FILE,
+    process_alive, process_start_time, read_exit_state, read_shim_state, ExitState, ProcStat,
+    ShimReply, ShimState, EXIT_STATE_FILE, SHIM_LOG_FILE, SHIM_STATE_FILE,
 };
 
 /// Everything that can go wrong while preparing, starting or watching a container.

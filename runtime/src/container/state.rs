@@ -106,8 +106,35 @@ pub(crate) fn now_rfc3339_nanos() -> String {
     format!("{:.9}", jiff::Timestamp::now())
 }
 
+/// What `/proc/<pid>/stat` tells about a process: whether it has ended, and when it
+/// started (which tells a reused pid from the process recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Field 3: `R`, `S`, `Z` (ended, not reaped), `X` (dead), …
+    pub state: char,
+    /// Field 22 (`starttime`), clock ticks since boot.
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// Reads the process's stat line; `None` when there is no such process.
+    pub fn read(pid: i32) -> Option<ProcStat> {
+        parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    /// Whether the process still runs (has not ended, even if not yet reaped).
+    pub fn running(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Whether `pid` is still the process that started at `start_time` and has not ended.
+pub fn process_alive(pid: i32, start_time: u64) -> bool {
+    ProcStat::read(pid).is_some_and(|s| s.running() && s.start_time == start_time)
+}
+
 /// Field 22 (`starttime`) of `/proc/<pid>/stat`.
-pub(crate) fn process_start_time(pid: i32) -> Result<u64, ContainerError> {
+pub fn process_start_time(pid: i32) -> Result<u64, ContainerError> {
     let path = format!("/proc/{pid}/stat");
     let stat =
         fs::read_to_string(&path).map_err(|err| ContainerError::io(format!("read {path}"), err))?;
@@ -117,12 +144,19 @@ pub(crate) fn process_start_time(pid: i32) -> Result<u64, ContainerError> {
     })
 }
 
-/// Extracts field 22 from a `/proc/<pid>/stat` line. The command name (field 2) may hold
-/// spaces and parentheses, so fields are counted after its last `)`.
+/// Extracts field 22 from a `/proc/<pid>/stat` line.
 fn parse_start_time(stat: &str) -> Option<u64> {
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    // After the comm come fields 3.., so field 22 is the 20th.
-    after_comm.split_whitespace().nth(19)?.parse().ok()
+    parse_stat(stat).map(|s| s.start_time)
+}
+
+/// Fields 3 and 22 of a `/proc/<pid>/stat` line. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted after its last `)`.
+fn parse_stat(stat: &str) -> Option<ProcStat> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state come fields 4.., so field 22 is the 19th of those.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
 }
 
 #[cfg(test)]
@@ -173,5 +207,14 @@ mod tests {
         let fraction = now.split('.').nth(1).expect("fraction");
         assert_eq!(fraction.len(), 10, "{now}");
         assert!(now.ends_with('Z'));
+    }
+
+    #[test]
+    fn own_process_is_alive_and_its_start_time_matters() {
+        let me = std::process::id() as i32;
+        let start = process_start_time(me).unwrap();
+        assert!(process_alive(me, start));
+        assert!(!process_alive(me, start + 1));
+        assert!(!process_alive(i32::MAX, start));
     }
 }

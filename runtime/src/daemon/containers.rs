@@ -11,7 +11,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod, Secret};
 use kube::api::Api;
 use skiff_runtime::cgroups::{self, QosClass, Resources};
-use skiff_runtime::container::{read_exit_state, read_shim_state, ShimReply};
+use skiff_runtime::container::{
+    process_alive, read_exit_state, read_shim_state, ProcStat, ShimReply,
+};
 use skiff_runtime::image::{self, ImageRecord};
 use skiff_runtime::pod::machine::{Exit, Instance};
 use skiff_runtime::spec::{
@@ -23,7 +25,7 @@ use tracing::{debug, info};
 
 use super::context::NodeContext;
 use super::events::Recorder;
-use super::record::{process_alive, ContainerRecord, PodRecord};
+use super::record::{ContainerRecord, PodRecord};
 use super::sandbox::pod_hostname;
 
 /// A start that failed in a way the pod's status should tell (a waiting reason).
@@ -509,10 +511,7 @@ pub fn observe(
 }
 
 fn shim_alive(pid: i32) -> bool {
-    super::record::process_start_time(pid).is_some()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true)
+    ProcStat::read(pid).is_some_and(|s| s.running())
 }
 
 fn oom_killed(ctx: &NodeContext, record: &PodRecord, name: &str, entry: &ContainerRecord) -> bool {

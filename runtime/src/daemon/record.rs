@@ -117,30 +117,6 @@ impl PodRecord {
     }
 }
 
-/// Field 22 of /proc/PID/stat (start time in clock ticks), or None if no such process.
-pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; fields after it start past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether `pid` is still the process that started at `start_time` (and not a zombie).
-pub fn process_alive(pid: i32, start_time: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(close) = stat.rfind(')') else {
-        return false;
-    };
-    let mut fields = stat[close + 2..].split_whitespace();
-    let state = fields.next();
-    if state == Some("Z") || state == Some("X") {
-        return false;
-    }
-    process_start_time(pid) == Some(start_time)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,14 +134,5 @@ mod tests {
         rec.container_mut("app", false).attempts = 2;
         rec.save(dir.path()).unwrap();
         assert_eq!(PodRecord::load(dir.path()).unwrap(), Some(rec));
-    }
-
-    #[test]
-    fn own_process_is_alive_and_its_start_time_matters() {
-        let me = std::process::id() as i32;
-        let start = process_start_time(me).unwrap();
-        assert!(process_alive(me, start));
-        assert!(!process_alive(me, start + 1));
-        assert!(!process_alive(i32::MAX, start));
     }
 }

@@ -14,7 +14,9 @@ use skiff_runtime::network::{self, NamespaceKind};
 use tracing::{info, warn};
 
 use super::context::NodeContext;
-use super::record::{process_alive, process_start_time, PodRecord, SandboxRecord};
+use skiff_runtime::container::{process_alive, process_start_time};
+
+use super::record::{PodRecord, SandboxRecord};
 
 fn host_network(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
