@@ -17,6 +17,9 @@ pub struct SandboxRecord {
     /// The pause that is PID 1 of the pod's shared PID namespace (`shareProcessNamespace`).
     #[serde(default)]
     pub pid_namespace_init: Option<i32>,
+    /// Its start time (field 22 of /proc/PID/stat), to tell it from a reused pid.
+    #[serde(default)]
+    pub pid_namespace_init_start_time: Option<u64>,
     pub pod_ip: Option<String>,
     pub host_veth: Option<String>,
     /// Bind-mounted namespace files (net, ipc, uts), by kind.

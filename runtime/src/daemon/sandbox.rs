@@ -184,10 +184,17 @@ pub async fn create(
     } else {
         None
     };
+    let pid_init_start = match pid_init {
+        Some(init) => {
+            Some(process_start_time(init).context("the PID namespace's pause exited at once")?)
+        }
+        None => None,
+    };
     let mut sandbox = SandboxRecord {
         pause_pid: pid,
         pause_start_time: start_time,
         pid_namespace_init: pid_init,
+        pid_namespace_init_start_time: pid_init_start,
         pod_ip: None,
         host_veth: None,
         namespaces: BTreeMap::new(),
@@ -242,13 +249,15 @@ pub async fn destroy(ctx: &NodeContext, record: &mut PodRecord) -> Result<()> {
     let Some(sandbox) = record.sandbox.clone() else {
         return Ok(());
     };
-    if sandbox_alive(&sandbox) {
-        // The PID namespace's init first: its end takes every process of the namespace.
-        for pid in sandbox
-            .pid_namespace_init
-            .into_iter()
-            .chain([sandbox.pause_pid])
-        {
+    // The PID namespace's init first (its end takes every process of the namespace), each
+    // only while it is still the process recorded.
+    let holders = sandbox
+        .pid_namespace_init
+        .zip(sandbox.pid_namespace_init_start_time)
+        .into_iter()
+        .chain([(sandbox.pause_pid, sandbox.pause_start_time)]);
+    for (pid, start_time) in holders {
+        if process_alive(pid, start_time) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
