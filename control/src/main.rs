@@ -62,6 +62,75 @@ struct ServeArgs {
     /// Extra DNS names or IPs for the serving certificate.
     #[arg(long = "tls-san")]
     tls_sans: Vec<String>,
+    #[cfg(feature = "loops")]
+    #[command(flatten)]
+    loops: LoopArgs,
+}
+
+/// The scheduler and controllers that run beside the API server.
+#[cfg(feature = "loops")]
+#[derive(Args)]
+struct LoopArgs {
+    /// Loops to run: `*` (all), `none`, or names separated by commas (scheduler,
+    /// replicaset, deployment, …; an unknown name is refused with the list).
+    #[arg(long, default_value = "*", value_delimiter = ',')]
+    controllers: Vec<String>,
+    /// Take a Lease before running the loops, so that of several skiff-control processes
+    /// on one store only one runs them.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// How long a leader's Lease is honoured without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long a leader tries to renew before it steps down.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How often candidates try to take the Lease and the leader renews it.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+    /// This process's name in the Lease (default: hostname and a random suffix).
+    #[arg(long)]
+    leader_elect_identity: Option<String>,
+    /// How the scheduler ranks nodes that fit.
+    #[arg(long, value_enum, default_value = "least-allocated")]
+    scheduler_scoring: Scoring,
+    /// A node whose Lease is not renewed for this long becomes Ready=Unknown.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How long pods stay on an unreachable or not-ready node unless they say otherwise.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    default_unreachable_toleration: Duration,
+    /// HPA: recommendations considered before scaling down.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    hpa_downscale_stabilization: Duration,
+    /// HPA: recommendations considered before scaling up.
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
+    hpa_upscale_stabilization: Duration,
+    /// HPA: how often each autoscaler is evaluated.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    hpa_sync_period: Duration,
+    /// Objects of one kind reconciled at the same time.
+    #[arg(long, default_value_t = 8)]
+    concurrent_syncs: u16,
+}
+
+#[cfg(feature = "loops")]
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Scoring {
+    LeastAllocated,
+    MostAllocated,
+}
+
+/// `15s`, `5m`, `1h30m`, or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let signed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration like 15s, 5m or 1h30m: {e}"))?;
+    Duration::try_from(signed).map_err(|_| format!("{text:?}: a duration cannot be negative"))
 }
 
 #[derive(Args)]
@@ -153,6 +222,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         kubeconfig.display()
     );
 
+    #[cfg(feature = "loops")]
+    let (stop_loops, loops) = start_loops(&args.loops, &kubeconfig).await?;
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing SIGTERM handler")?;
     tokio::select! {
@@ -160,8 +232,97 @@ async fn serve(args: ServeArgs) -> Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    #[cfg(feature = "loops")]
+    {
+        // Loops first: a leader gives its Lease up while the API still answers.
+        let _ = stop_loops.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), loops).await;
+    }
     handle.shutdown().await;
     Ok(())
+}
+
+/// Starts the control loops as a kube-rs client of this server; they stop when the sender
+/// fires (or is dropped).
+#[cfg(feature = "loops")]
+async fn start_loops(
+    args: &LoopArgs,
+    kubeconfig: &std::path::Path,
+) -> Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    use skiff_controllers::clock::SystemClock;
+    use skiff_controllers::context::{ControllerConfig, ScoringStrategy};
+    use skiff_controllers::leader::LeaderElectionConfig;
+    use skiff_controllers::manager::{self, ManagerConfig};
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let enabled: Vec<String> = args
+        .controllers
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if enabled.iter().any(|e| e == "none") {
+        tracing::info!("control loops disabled (--controllers=none)");
+        return Ok((stop, tokio::spawn(async {})));
+    }
+    manager::select_loops(&enabled).map_err(|e| anyhow::anyhow!("--controllers: {e}"))?;
+    let controllers = ControllerConfig {
+        scoring: match args.scheduler_scoring {
+            Scoring::LeastAllocated => ScoringStrategy::LeastAllocated,
+            Scoring::MostAllocated => ScoringStrategy::MostAllocated,
+        },
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        default_unreachable_toleration: args.default_unreachable_toleration,
+        hpa_downscale_stabilization: args.hpa_downscale_stabilization,
+        hpa_upscale_stabilization: args.hpa_upscale_stabilization,
+        hpa_sync_period: args.hpa_sync_period,
+        concurrency: args.concurrent_syncs.max(1),
+        ..ControllerConfig::default()
+    };
+    let leader_election = args.leader_elect.then(|| {
+        let identity = args.leader_elect_identity.clone().unwrap_or_else(|| {
+            let host = nix_hostname();
+            format!("{host}_{:08x}", rand::random::<u32>())
+        });
+        let mut le = LeaderElectionConfig::new("skiff-control", &identity);
+        le.lease_duration = args.leader_elect_lease_duration;
+        le.renew_deadline = args.leader_elect_renew_deadline;
+        le.retry_period = args.leader_elect_retry_period;
+        le
+    });
+    if let Some(le) = &leader_election {
+        le.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .with_context(|| format!("using {}", kubeconfig.display()))?;
+    let client = kube::Client::try_from(config).context("creating the loops' API client")?;
+    let config = ManagerConfig {
+        controllers,
+        leader_election,
+        enabled,
+    };
+    let task = tokio::spawn(async move {
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = manager::run(client, Arc::new(SystemClock), config, stopped).await {
+            tracing::error!(error = %e, "control loops");
+        }
+    });
+    Ok((stop, task))
+}
+
+#[cfg(feature = "loops")]
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "skiff-control".to_string())
 }
 
 async fn run_bench(args: BenchArgs) -> Result<()> {

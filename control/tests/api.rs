@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, TestServer};
+use common::{eventually, ServerHttp, TestServer};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use kube::api::{
@@ -55,6 +55,7 @@ fn sample(r: &ResourceInfo, name: &str) -> Value {
             json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
         }
         "ResourceQuota" => json!({"spec": {"hard": {"pods": "100"}}}),
+        "StorageClass" => json!({"provisioner": "example.com/sample"}),
         "ReplicationController" => {
             json!({"spec": {"replicas": 1, "selector": {"app": "x"}, "template": template()}})
         }

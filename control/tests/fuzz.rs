@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{ServerHttp, TestServer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};

@@ -7,7 +7,7 @@ mod fake_node;
 
 use std::time::Duration;
 
-use common::{client_for, TestServer};
+use common::{client_for, ServerHttp, TestServer};
 use fake_node::{FakeNode, KUBELET_CLIENT_CN};
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};

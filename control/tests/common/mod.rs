@@ -2,70 +2,28 @@
 //! `skiff-control` binary as a child process; clients through kube-rs and raw HTTPS.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skiff_control::server::{ApiServer, ServerConfig, ServerHandle};
-use skiff_control::store::sqlite::{SqliteOptions, SqliteStore};
+#[allow(unused_imports)] // each test binary uses some of them
+pub use skiff_control::testing::{client_for, eventually, TestServer};
 
-pub struct TestServer {
-    pub dir: tempfile::TempDir,
-    pub handle: Option<ServerHandle>,
-    pub url: String,
+/// Raw HTTPS to a test server.
+pub trait ServerHttp {
+    fn http(&self) -> Http;
 }
 
-impl TestServer {
-    pub async fn start() -> TestServer {
-        Self::start_with(|_| {}).await
-    }
-
-    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("state.db"), SqliteOptions::default())
-            .await
-            .expect("open sqlite store");
-        let mut config =
-            ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
-        adjust(&mut config);
-        let api = ApiServer::new(store, config).expect("api server");
-        let handle = api.start().await.expect("start api server");
-        let url = format!("https://127.0.0.1:{}", handle.local_addr.port());
-        TestServer {
-            dir,
-            handle: Some(handle),
-            url,
-        }
-    }
-
-    pub fn api(&self) -> &Arc<ApiServer> {
-        &self.handle.as_ref().expect("running").api
-    }
-
-    pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("admin.kubeconfig")
-    }
-
-    pub async fn client(&self) -> kube::Client {
-        client_for(&self.kubeconfig()).await
-    }
-
-    pub fn http(&self) -> Http {
+impl ServerHttp for TestServer {
+    fn http(&self) -> Http {
         Http::new(
             &self.url,
             &self.api().pki.ca_pem,
             Some(&self.api().pki.admin_token),
         )
     }
-}
-
-pub async fn client_for(kubeconfig: &Path) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("kube config");
-    kube::Client::try_from(config).expect("kube client")
 }
 
 /// Raw HTTPS requests, for status codes and bodies exactly as sent.
@@ -125,24 +83,6 @@ impl Http {
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         self.send(self.request(reqwest::Method::POST, path).json(body))
             .await
-    }
-}
-
-/// Polls `check` until it returns `Some`, failing the test after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

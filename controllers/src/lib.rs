@@ -1,0 +1,39 @@
+//! skiff-controllers: the control loops of skiff-control — the scheduler and the
+//! controllers of kube-controller-manager — as kube-rs clients of the API server.
+//!
+//! Every loop has the watch → cache → reconcile shape: shared informer caches
+//! (`informers`), a kube-rs `Controller` per kind (a debounced work queue that never runs two
+//! reconciles of one object at once), retries with per-object back-off
+//! (`context::error_policy`), status written through the status subresource, and time read
+//! from a `Clock` so tests control it. `manager` runs the set under leader election.
+
+pub mod clock;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod gc;
+pub mod informers;
+pub mod leader;
+pub mod manager;
+pub mod objects;
+
+#[cfg(feature = "wip-cronjob")]
+pub mod cronjob;
+#[cfg(feature = "wip-daemonset")]
+pub mod daemonset;
+#[cfg(feature = "wip-deployment")]
+pub mod deployment;
+#[cfg(feature = "wip-hpa")]
+pub mod hpa;
+#[cfg(feature = "wip-job")]
+pub mod job;
+#[cfg(feature = "wip-nodelifecycle")]
+pub mod nodelifecycle;
+#[cfg(feature = "wip-replicaset")]
+pub mod replicaset;
+#[cfg(feature = "wip-scheduler")]
+pub mod scheduler;
+#[cfg(feature = "wip-statefulset")]
+pub mod statefulset;
+#[cfg(feature = "wip-volumes")]
+pub mod volumes;
