@@ -1,18 +1,24 @@
 //! Shared informer caches: one watch per resource for the whole controller set.
 //!
 //! Each `Shared<K>` is a kube-rs reflector store fed by one watcher. Controllers take a
-//! `reader()` (the cache, for lookups) and/or a `subscribe()`d stream (each applied object,
-//! to trigger reconciles) while they are being built; `Informers::start` then starts the
-//! watches that anyone asked for. Subscribing after `start` is refused: a late subscriber
-//! would miss the objects already listed.
+//! `reader()` (the cache, for lookups) and/or a `subscribe()`d stream (to trigger reconciles)
+//! while they are being built; `Informers::start` then starts the watches that anyone asked
+//! for. Subscribing after `start` is refused: a late subscriber would miss the objects
+//! already listed.
+//!
+//! The fan-out is our own rather than kube-rs' shared reflector, because that one forwards
+//! only applied objects: a controller must also hear of deletions (a deleted pod is a
+//! replica to replace). Subscribers get every applied object, the last state of every
+//! deleted one, and — after a re-list — the objects that vanished while the watch was down.
 
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
@@ -22,13 +28,15 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
 };
-use kube::runtime::reflector::{self, store::Writer, ReflectHandle, Store};
+use kube::runtime::reflector::{store::Writer, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-/// Objects buffered per subscriber before the watch waits for slow consumers.
-const SUBSCRIBER_BUFFER: usize = 4096;
+/// What a subscriber receives: each object applied or deleted, as the watch saw it.
+pub type Subscription<K> = Pin<Box<dyn Stream<Item = Arc<K>> + Send>>;
+
+type Subscribers<K> = Arc<Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Arc<K>>>>>;
 
 /// One resource's shared cache.
 pub struct Shared<K>
@@ -38,6 +46,7 @@ where
 {
     reader: Store<K>,
     writer: Mutex<Option<Writer<K>>>,
+    subscribers: Subscribers<K>,
     used: AtomicBool,
 }
 
@@ -47,10 +56,11 @@ where
     K::DynamicType: Eq + Hash + Clone + Default,
 {
     fn new() -> Shared<K> {
-        let (reader, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
+        let writer = Writer::<K>::default();
         Shared {
-            reader,
+            reader: writer.as_reader(),
             writer: Mutex::new(Some(writer)),
+            subscribers: Default::default(),
             used: AtomicBool::new(false),
         }
     }
@@ -61,17 +71,27 @@ where
         self.reader.clone()
     }
 
-    /// Every object the watch applies from now on (each list result first).
+    /// Every object the watch applies or deletes from now on (each list result first).
     ///
     /// # Panics
     /// When called after `Informers::start`: that is a wiring bug in the controller set.
-    pub fn subscribe(&self) -> ReflectHandle<K> {
+    pub fn subscribe(&self) -> Subscription<K> {
         self.used.store(true, Ordering::Release);
-        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        writer
-            .as_ref()
-            .and_then(Writer::subscribe)
-            .expect("informer subscriptions must be made before Informers::start")
+        let started = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none();
+        assert!(
+            !started,
+            "informer subscriptions must be made before Informers::start"
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
     }
 
     /// The watch feeding this cache, if anyone uses it; runs until the client goes away.
@@ -79,19 +99,52 @@ where
         if !self.used.load(Ordering::Acquire) {
             return None;
         }
-        let writer = self
+        let mut writer = self
             .writer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()?;
+        let subscribers = self.subscribers.clone();
+        let reader = self.reader.clone();
         let kind = K::kind(&Default::default()).to_string();
+        // The cache's contents when a re-list began: what is missing after it was deleted.
+        let mut before_relist: Option<Vec<Arc<K>>> = None;
         Some(
             watcher(api, watcher::Config::default())
                 .default_backoff()
-                .reflect_shared(writer)
                 .for_each(move |event| {
-                    if let Err(e) = event {
-                        tracing::warn!(kind, error = %e, "informer watch");
+                    let event = match event {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            tracing::warn!(kind, error = %e, "informer watch");
+                            return futures::future::ready(());
+                        }
+                    };
+                    if let watcher::Event::Init = event {
+                        before_relist = Some(reader.state());
+                    }
+                    writer.apply_watcher_event(&event);
+                    let send = |obj: Arc<K>| {
+                        subscribers
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .retain(|tx| tx.send(obj.clone()).is_ok());
+                    };
+                    match event {
+                        watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
+                            send(Arc::new(obj))
+                        }
+                        watcher::Event::InitDone => {
+                            for obj in reader.state() {
+                                send(obj);
+                            }
+                            for old in before_relist.take().unwrap_or_default() {
+                                if reader.get(&ObjectRef::from_obj(old.as_ref())).is_none() {
+                                    send(old);
+                                }
+                            }
+                        }
+                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
                     }
                     futures::future::ready(())
                 })
