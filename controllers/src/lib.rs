@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod context;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod gc;

@@ -38,6 +38,7 @@ pub fn all_loops() -> Vec<(&'static str, Builder)> {
     loops.push(("nodelifecycle", crate::nodelifecycle::start));
     #[cfg(feature = "wip-hpa")]
     loops.push(("horizontalpodautoscaling", crate::hpa::start));
+    loops.push(("endpoints", crate::endpoints::start));
     loops.push(("garbagecollector", crate::gc::start));
     loops
 }
