@@ -15,7 +15,7 @@ use skiff_control::store::{etcd::EtcdStore, sqlite, Store};
 #[command(
     name = "skiff-control",
     version,
-    about = "skiff's control plane: a Kubernetes-compatible API server"
+    about = "skiff's control plane: a Kubernetes-compatible API server with its scheduler and controllers"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -223,7 +223,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     );
 
     #[cfg(feature = "loops")]
-    let (stop_loops, loops) = start_loops(&args.loops, &kubeconfig).await?;
+    let (stop_loops, loops) = start_loops(&args.loops, &kubeconfig, &api.pki.ca_pem).await?;
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing SIGTERM handler")?;
@@ -248,6 +248,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
 async fn start_loops(
     args: &LoopArgs,
     kubeconfig: &std::path::Path,
+    cluster_ca_pem: &str,
 ) -> Result<(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
@@ -280,6 +281,7 @@ async fn start_loops(
         hpa_upscale_stabilization: args.hpa_upscale_stabilization,
         hpa_sync_period: args.hpa_sync_period,
         concurrency: args.concurrent_syncs.max(1),
+        cluster_ca_pem: Some(cluster_ca_pem.to_string()),
         ..ControllerConfig::default()
     };
     let leader_election = args.leader_elect.then(|| {

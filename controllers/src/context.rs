@@ -43,6 +43,9 @@ pub struct ControllerConfig {
     pub hpa_sync_period: Duration,
     /// Objects of one kind reconciled at the same time.
     pub concurrency: u16,
+    /// The cluster CA (PEM) put into service account token Secrets and published in every
+    /// namespace as the ConfigMap `kube-root-ca.crt`.
+    pub cluster_ca_pem: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -56,6 +59,7 @@ impl Default for ControllerConfig {
             hpa_upscale_stabilization: Duration::from_secs(180),
             hpa_sync_period: Duration::from_secs(15),
             concurrency: 8,
+            cluster_ca_pem: None,
         }
     }
 }

@@ -26,7 +26,8 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Secret,
+    Service, ServiceAccount,
 };
 use kube::runtime::reflector::{store::Writer, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -193,6 +194,8 @@ informers! {
     nodes: Node,
     namespaces: Namespace,
     services: Service,
+    service_accounts: ServiceAccount,
+    secrets: Secret,
     replication_controllers: ReplicationController,
     replica_sets: ReplicaSet,
     deployments: Deployment,

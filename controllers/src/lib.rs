@@ -17,6 +17,7 @@ pub mod informers;
 pub mod leader;
 pub mod manager;
 pub mod objects;
+pub mod serviceaccount;
 
 #[cfg(feature = "wip-cronjob")]
 pub mod cronjob;

@@ -40,6 +40,7 @@ pub fn all_loops() -> Vec<(&'static str, Builder)> {
     loops.push(("horizontalpodautoscaling", crate::hpa::start));
     loops.push(("endpoints", crate::endpoints::start));
     loops.push(("garbagecollector", crate::gc::start));
+    loops.push(("serviceaccount", crate::serviceaccount::start));
     loops
 }
 

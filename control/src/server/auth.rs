@@ -1,26 +1,36 @@
-//! Who is asking, and may they: bearer tokens for the admin and for joining nodes.
+//! Who is asking, and may they: bearer tokens for the admin, for joining nodes and for
+//! service accounts.
 //!
 //! The admin may do everything. A node (the join token) may read everything and write what a
 //! node daemon and network agent write: its Node and its status, pod status, pod deletion
-//! (confirming graceful termination), events, leases and EndpointSlices. Everything else is
-//! 403, as an RBAC-less kube-apiserver with the Node authorizer would answer.
+//! (confirming graceful termination), events, leases and EndpointSlices. A service account
+//! may read everything and write in its own namespace (what an RBAC-less cluster with
+//! namespace-scoped trust gives a workload), but not reach into workloads through logs,
+//! exec, attach, port-forward or node proxying. Everything else is 403.
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 
 use super::status::ApiError;
+use super::tokens::ServiceAccountTokens;
 use skiff_api::resources::ResourceInfo;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum User {
     Admin,
     Node,
+    ServiceAccount { namespace: String, name: String },
 }
 
 impl User {
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            User::Admin => "skiff-admin",
-            User::Node => "system:node",
+            User::Admin => "skiff-admin".to_string(),
+            User::Node => "system:node".to_string(),
+            User::ServiceAccount { namespace, name } => {
+                format!("system:serviceaccount:{namespace}:{name}")
+            }
         }
     }
 }
@@ -28,6 +38,7 @@ impl User {
 pub struct Authenticator {
     admin_token: String,
     node_token: String,
+    service_accounts: Arc<ServiceAccountTokens>,
 }
 
 /// Compares secrets in time independent of where they first differ.
@@ -39,10 +50,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Authenticator {
-    pub fn new(admin_token: String, node_token: String) -> Self {
+    pub fn new(
+        admin_token: String,
+        node_token: String,
+        service_accounts: Arc<ServiceAccountTokens>,
+    ) -> Self {
         Authenticator {
             admin_token,
             node_token,
+            service_accounts,
         }
     }
 
@@ -60,6 +76,11 @@ impl Authenticator {
             Ok(User::Admin)
         } else if constant_time_eq(token.as_bytes(), self.node_token.as_bytes()) {
             Ok(User::Node)
+        } else if let Some(sa) = self.service_accounts.lookup(token) {
+            Ok(User::ServiceAccount {
+                namespace: sa.namespace,
+                name: sa.name,
+            })
         } else {
             Err(ApiError::unauthorized())
         }
@@ -103,6 +124,10 @@ pub fn authorize(
                 )
                 || (resource.plural == "pods" && subresource.is_none() && verb == "delete")
         }
+        User::ServiceAccount { .. } if is_node_passthrough(subresource) => false,
+        User::ServiceAccount { namespace: own, .. } => {
+            is_read(verb) || (resource.namespaced && namespace == Some(own.as_str()))
+        }
     };
     if allowed {
         return Ok(());
@@ -142,7 +167,11 @@ mod tests {
 
     #[test]
     fn tokens_identify_users() {
-        let auth = Authenticator::new("admin-secret".into(), "node-secret".into());
+        let auth = Authenticator::new(
+            "admin-secret".into(),
+            "node-secret".into(),
+            Default::default(),
+        );
         assert_eq!(
             auth.authenticate(&headers("admin-secret")).unwrap(),
             User::Admin
@@ -194,5 +223,26 @@ mod tests {
             403
         );
         assert!(authorize(&User::Admin, "get", nodes, Some("proxy"), None).is_ok());
+    }
+
+    #[test]
+    fn service_accounts_write_only_in_their_namespace() {
+        let sa = User::ServiceAccount {
+            namespace: "team".into(),
+            name: "default".into(),
+        };
+        assert_eq!(sa.name(), "system:serviceaccount:team:default");
+        let pods = skiff_api::resources::by_plural("", "v1", "pods").unwrap();
+        let ns = skiff_api::resources::by_plural("", "v1", "namespaces").unwrap();
+        assert!(authorize(&sa, "create", pods, None, Some("team")).is_ok());
+        assert!(authorize(&sa, "list", pods, None, None).is_ok());
+        let err = authorize(&sa, "create", pods, None, Some("other")).unwrap_err();
+        assert!(
+            err.message.contains("system:serviceaccount:team:default"),
+            "{}",
+            err.message
+        );
+        assert!(authorize(&sa, "delete", ns, None, None).is_err());
+        assert!(authorize(&sa, "get", pods, Some("exec"), Some("team")).is_err());
     }
 }

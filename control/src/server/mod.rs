@@ -12,6 +12,7 @@ pub mod ops;
 pub mod proxy;
 pub mod request;
 pub mod status;
+pub mod tokens;
 pub mod watch;
 
 use std::net::{IpAddr, SocketAddr};
@@ -95,6 +96,7 @@ pub struct ApiServer {
     pub pod_cidrs: PodCidrAllocator,
     pub pki: ClusterPki,
     auth: Authenticator,
+    service_account_tokens: Arc<tokens::ServiceAccountTokens>,
     ready: AtomicBool,
     quota_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -141,7 +143,12 @@ impl ApiServer {
             sans.push(adv.to_string());
         }
         let pki = pki::load_or_create(&config.data_dir, &sans)?;
-        let auth = Authenticator::new(pki.admin_token.clone(), pki.node_token.clone());
+        let service_account_tokens = Arc::new(tokens::ServiceAccountTokens::default());
+        let auth = Authenticator::new(
+            pki.admin_token.clone(),
+            pki.node_token.clone(),
+            service_account_tokens.clone(),
+        );
         Ok(Arc::new(ApiServer {
             store,
             config,
@@ -150,6 +157,7 @@ impl ApiServer {
             pod_cidrs,
             pki,
             auth,
+            service_account_tokens,
             ready: AtomicBool::new(false),
             quota_locks: Default::default(),
         }))
@@ -210,6 +218,7 @@ impl ApiServer {
         crate::registry::lifecycle::bootstrap(self, advertise, local_addr.port())
             .await
             .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+        self.service_account_tokens.spawn_index(self.store.clone());
         self.ready.store(true, Ordering::Release);
         crate::registry::lifecycle::spawn_background_loops(
             self.clone(),

@@ -38,6 +38,11 @@ impl Cluster {
     pub async fn with_config(config: ControllerConfig) -> Cluster {
         let server = TestServer::start().await;
         let client = server.client().await;
+        let mut config = config;
+        // As skiff-control does: the loops know the cluster CA.
+        config
+            .cluster_ca_pem
+            .get_or_insert_with(|| server.api().pki.ca_pem.clone());
         let clock = FakeClock::new(Timestamp::now());
         let ctx = Context::new(client.clone(), Arc::new(clock.clone()), config);
         Cluster {
