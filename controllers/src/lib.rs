@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod context;
+pub mod deployment;
 pub mod endpoints;
 pub mod error;
 pub mod events;
@@ -17,22 +18,19 @@ pub mod informers;
 pub mod leader;
 pub mod manager;
 pub mod objects;
+pub mod replicaset;
 pub mod serviceaccount;
 
 #[cfg(feature = "wip-cronjob")]
 pub mod cronjob;
 #[cfg(feature = "wip-daemonset")]
 pub mod daemonset;
-#[cfg(feature = "wip-deployment")]
-pub mod deployment;
 #[cfg(feature = "wip-hpa")]
 pub mod hpa;
 #[cfg(feature = "wip-job")]
 pub mod job;
 #[cfg(feature = "wip-nodelifecycle")]
 pub mod nodelifecycle;
-#[cfg(feature = "wip-replicaset")]
-pub mod replicaset;
 #[cfg(feature = "wip-scheduler")]
 pub mod scheduler;
 #[cfg(feature = "wip-statefulset")]

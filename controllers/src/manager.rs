@@ -20,9 +20,7 @@ pub fn all_loops() -> Vec<(&'static str, Builder)> {
     let mut loops: Vec<(&'static str, Builder)> = Vec::new();
     #[cfg(feature = "wip-scheduler")]
     loops.push(("scheduler", crate::scheduler::start));
-    #[cfg(feature = "wip-replicaset")]
     loops.push(("replicaset", crate::replicaset::start));
-    #[cfg(feature = "wip-deployment")]
     loops.push(("deployment", crate::deployment::start));
     #[cfg(feature = "wip-daemonset")]
     loops.push(("daemonset", crate::daemonset::start));
