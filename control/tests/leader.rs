@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use common::etcd::{etcd_or_skip, start_etcd};
 use common::{client_for, eventually, free_port, ServerProcess};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, PostParams};
 use kube::Api;
 
 const LEASE: Duration = Duration::from_secs(3);
@@ -86,6 +89,34 @@ async fn a_standby_takes_over_when_the_leader_dies() {
     );
     let spec = leases.get("skiff-control").await.unwrap().spec.unwrap();
     assert_eq!(spec.lease_transitions, Some(1));
+
+    // The new leader runs the controllers: a ReplicaSet gets its pods.
+    let client_b = client_for(&dirs.1.path().join("admin.kubeconfig")).await;
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client_b.clone(), "default");
+    let rs: ReplicaSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "after-failover"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "failover"}},
+                 "template": {"metadata": {"labels": {"app": "failover"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+    }))
+    .unwrap();
+    replica_sets
+        .create(&PostParams::default(), &rs)
+        .await
+        .expect("create replicaset");
+    let pods: Api<Pod> = Api::namespaced(client_b, "default");
+    eventually(
+        "the new leader's ReplicaSet controller to create 2 pods",
+        Duration::from_secs(20),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels("app=failover"))
+                .await
+                .ok()?;
+            (list.items.len() == 2).then_some(())
+        },
+    )
+    .await;
 
     // A clean shutdown hands the Lease back at once.
     let pid = b.child.as_ref().expect("running").id();
