@@ -29,6 +29,7 @@ use k8s_openapi::api::core::v1::{
     PodSecurityContext, PodSpec, PodTemplate, PodTemplateSpec, Probe, ReplicationController,
     ResourceRequirements, Secret, Service, SessionAffinityConfig, Volume,
 };
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -943,6 +944,12 @@ pub fn persistent_volume_claim(pvc: &mut PersistentVolumeClaim) {
 
 fn persistent_volume_claim_spec(spec: &mut PersistentVolumeClaimSpec) {
     set_if_none(&mut spec.volume_mode, "Filesystem".to_string());
+}
+
+/// Defaults a StorageClass: reclaim policy `Delete`, binding mode `Immediate`.
+pub fn storage_class(class: &mut StorageClass) {
+    set_str_if_empty(&mut class.reclaim_policy, "Delete");
+    set_str_if_empty(&mut class.volume_binding_mode, "Immediate");
 }
 
 /// Defaults a PersistentVolume: reclaim policy `Retain` (provisioners set `Delete` on the

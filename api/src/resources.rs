@@ -354,6 +354,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
         false
     ),
     resource!(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        "storageclass",
+        false,
+        ["sc"],
+        [],
+        false
+    ),
+    resource!(
         "discovery.k8s.io",
         "v1",
         "EndpointSlice",

@@ -2139,13 +2139,29 @@ pub fn validate_stateful_set(sts: &StatefulSet) -> Vec<FieldError> {
         template_labels(&spec.template),
         "spec",
     ));
-    validate_pod_template(
-        &spec.template,
-        "spec.template",
-        &["Always"],
-        true,
-        &mut errs,
-    );
+    // Containers mount the claim templates by name: the pods get those volumes.
+    let mut template = spec.template.clone();
+    if let Some(pod_spec) = template.spec.as_mut() {
+        let volumes = pod_spec.volumes.get_or_insert_with(Vec::new);
+        for claim in spec.volume_claim_templates.iter().flatten() {
+            let Some(name) = set(&claim.metadata.name) else {
+                continue;
+            };
+            if !volumes.iter().any(|v| v.name == name) {
+                volumes.push(k8s_openapi::api::core::v1::Volume {
+                    name: name.to_string(),
+                    persistent_volume_claim: Some(
+                        k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                            claim_name: name.to_string(),
+                            read_only: None,
+                        },
+                    ),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    validate_pod_template(&template, "spec.template", &["Always"], true, &mut errs);
     if let Some(strategy) = &spec.update_strategy {
         match set(&strategy.type_).unwrap_or("RollingUpdate") {
             "RollingUpdate" => {
@@ -3734,6 +3750,17 @@ mod tests {
                      "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}
         }));
         assert_valid(&validate_stateful_set(&sts));
+        // Containers may mount the claim templates by name.
+        let mounted: StatefulSet = obj(json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                     "template": {"metadata": {"labels": {"app": "db"}},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox",
+                                      "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+                     "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}
+        }));
+        assert_valid(&validate_stateful_set(&mounted));
         let sts: StatefulSet = obj(json!({
             "apiVersion": "apps/v1", "kind": "StatefulSet",
             "metadata": {"name": "db", "namespace": "default"},

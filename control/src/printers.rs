@@ -406,6 +406,14 @@ fn columns_for(resource: &ResourceInfo) -> Vec<Column> {
             col("Pod-Selector", "string", "Pods this policy applies to."),
             AGE,
         ],
+        ("storage.k8s.io", "StorageClass") => vec![
+            NAME,
+            col("Provisioner", "string", "The provisioner of the class."),
+            col("ReclaimPolicy", "string", "What happens to volumes of the class when released."),
+            col("VolumeBindingMode", "string", "When volumes of the class are bound."),
+            col("AllowVolumeExpansion", "string", "Whether volumes of the class can grow."),
+            AGE,
+        ],
         ("discovery.k8s.io", "EndpointSlice") => vec![
             NAME,
             col("AddressType", "string", "The type of the addresses."),
@@ -608,6 +616,7 @@ fn cells_for(resource: &ResourceInfo, obj: &Value, now: jiff::Timestamp) -> Vec<
             text(format_label_selector(obj.pointer("/spec/podSelector"))),
             age,
         ],
+        ("storage.k8s.io", "StorageClass") => storage_class_cells(obj, name, age),
         ("discovery.k8s.io", "EndpointSlice") => vec![
             name,
             text(str_at(obj, &["addressType"]).to_string()),
@@ -1200,6 +1209,33 @@ fn pvc_cells(pvc: &Value, name: Value, age: Value) -> Vec<Value> {
         ))),
         age,
         Value::String(unset_if_empty(str_at(pvc, &["spec", "volumeMode"]))),
+    ]
+}
+
+fn storage_class_cells(class: &Value, name: Value, age: Value) -> Vec<Value> {
+    let default = str_at(
+        class,
+        &[
+            "metadata",
+            "annotations",
+            "storageclass.kubernetes.io/is-default-class",
+        ],
+    ) == "true";
+    let name = match (default, name.as_str()) {
+        (true, Some(n)) => Value::String(format!("{n} (default)")),
+        _ => name,
+    };
+    let expansion = class
+        .pointer("/allowVolumeExpansion")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    vec![
+        name,
+        Value::String(str_at(class, &["provisioner"]).to_string()),
+        Value::String(str_at(class, &["reclaimPolicy"]).to_string()),
+        Value::String(str_at(class, &["volumeBindingMode"]).to_string()),
+        Value::String(expansion.to_string()),
+        age,
     ]
 }
 

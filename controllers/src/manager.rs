@@ -22,19 +22,12 @@ pub fn all_loops() -> Vec<(&'static str, Builder)> {
     loops.push(("scheduler", crate::scheduler::start));
     loops.push(("replicaset", crate::replicaset::start));
     loops.push(("deployment", crate::deployment::start));
-    #[cfg(feature = "wip-daemonset")]
     loops.push(("daemonset", crate::daemonset::start));
-    #[cfg(feature = "wip-job")]
     loops.push(("job", crate::job::start));
-    #[cfg(feature = "wip-cronjob")]
     loops.push(("cronjob", crate::cronjob::start));
-    #[cfg(feature = "wip-statefulset")]
     loops.push(("statefulset", crate::statefulset::start));
-    #[cfg(feature = "wip-volumes")]
     loops.push(("persistentvolume-binder", crate::volumes::start));
-    #[cfg(feature = "wip-nodelifecycle")]
     loops.push(("nodelifecycle", crate::nodelifecycle::start));
-    #[cfg(feature = "wip-hpa")]
     loops.push(("horizontalpodautoscaling", crate::hpa::start));
     loops.push(("endpoints", crate::endpoints::start));
     loops.push(("garbagecollector", crate::gc::start));

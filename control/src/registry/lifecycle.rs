@@ -72,6 +72,7 @@ pub async fn bootstrap(api: &Arc<ApiServer>, advertise: IpAddr, port: u16) -> Ap
         }),
     )
     .await?;
+    ensure_default_storage_class(api).await?;
     let endpoints = core("endpoints")?;
     let desired = json!({
         "apiVersion": "v1", "kind": "Endpoints",
@@ -95,6 +96,26 @@ pub async fn bootstrap(api: &Arc<ApiServer>, advertise: IpAddr, port: u16) -> Ap
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// The default StorageClass: hostPath volumes made on the node the pod lands on
+/// (provisioned by the volume binder among the controllers).
+async fn ensure_default_storage_class(api: &Arc<ApiServer>) -> ApiResult<()> {
+    let classes = resources::by_plural("storage.k8s.io", "v1", "storageclasses")
+        .ok_or_else(|| ApiError::internal("storageclasses resource missing"))?;
+    ensure(
+        api,
+        classes,
+        None,
+        json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "skiff.io/local-path",
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "WaitForFirstConsumer"
+        }),
+    )
+    .await
 }
 
 async fn ensure_default_service_account(api: &Arc<ApiServer>, ns: &str) -> ApiResult<()> {

@@ -6,7 +6,9 @@ pub mod admission;
 pub mod allocator;
 pub mod lifecycle;
 
-use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, networking};
+use k8s_openapi::api::{
+    apps, autoscaling, batch, coordination, core, discovery, networking, storage,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -141,6 +143,7 @@ pub fn normalize(resource: &ResourceInfo, obj: Value) -> ApiResult<Value> {
         ),
         "NetworkPolicy" => typed!(networking::v1::NetworkPolicy, none, valid),
         "EndpointSlice" => typed!(discovery::v1::EndpointSlice, none, valid),
+        "StorageClass" => typed!(storage::v1::StorageClass, defaults::storage_class, valid),
         other => return Err(ApiError::internal(format!("no rules for kind {other}"))),
     };
 

@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 use skiff_api::constants::{KUBERNETES_MAJOR, KUBERNETES_MINOR};
 use skiff_api::resources::{self, ResourceInfo, RESOURCES};
 
+use super::metrics_api;
+
 const ALL_VERBS: [&str; 8] = [
     "create",
     "delete",
@@ -57,6 +59,7 @@ pub fn groups() -> Value {
     let groups: Vec<Value> = resources::api_groups()
         .iter()
         .map(|(g, v)| group_json(g, v))
+        .chain([group_json(metrics_api::GROUP, metrics_api::VERSION)])
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
@@ -64,6 +67,8 @@ pub fn groups() -> Value {
 pub fn group(name: &str) -> Option<Value> {
     resources::api_groups()
         .iter()
+        .copied()
+        .chain([(metrics_api::GROUP, metrics_api::VERSION)])
         .find(|(g, _)| *g == name)
         .map(|(g, v)| {
             let mut doc = group_json(g, v);
@@ -103,6 +108,9 @@ fn subresource_entry(r: &ResourceInfo, sub: &str) -> Value {
 }
 
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (metrics_api::GROUP, metrics_api::VERSION) {
+        return Some(metrics_api::resource_list());
+    }
     let members: Vec<&ResourceInfo> = RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
@@ -225,6 +233,19 @@ mod tests {
             .unwrap();
         assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
         assert_eq!(group("batch").unwrap()["kind"], "APIGroup");
+    }
+
+    #[test]
+    fn metrics_group_is_discoverable() {
+        assert!(groups()["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "metrics.k8s.io"));
+        assert_eq!(group("metrics.k8s.io").unwrap()["kind"], "APIGroup");
+        let list = resource_list("metrics.k8s.io", "v1beta1").unwrap();
+        assert_eq!(list["resources"][0]["kind"], "NodeMetrics");
+        assert!(resource_list("metrics.k8s.io", "v1").is_none());
     }
 
     #[test]

@@ -149,6 +149,9 @@ async fn handle(api: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body> {
     if let Some((node, node_path)) = super::proxy::parse_node_proxy_path(&path) {
         return serve_node_proxy(&api, req, &node, &node_path, started).await;
     }
+    if let Some(target) = super::metrics_api::parse_path(&path) {
+        return serve_metrics_api(&api, req, target, &query, started).await;
+    }
     let route = match parse_path(&path) {
         Ok(r) => r,
         Err(e) => {
@@ -230,6 +233,29 @@ async fn serve_node_proxy(
     let response = result.unwrap_or_else(|e| error_response(&e));
     api.metrics
         .observe_request(verb, "nodes/proxy", response.status().as_u16(), started);
+    response
+}
+
+/// `metrics.k8s.io/v1beta1` (not in the resource table: it has no storage): any
+/// authenticated user may read it.
+async fn serve_metrics_api(
+    api: &Arc<ApiServer>,
+    req: Request<Incoming>,
+    target: super::metrics_api::MetricsPath,
+    query: &Query,
+    started: Instant,
+) -> Response<Body> {
+    let (verb, label) = (target.verb(), target.resource_label());
+    let result = match api.auth_check(req.headers()) {
+        Ok(_) => super::metrics_api::serve(api, req.method(), target, query).await,
+        Err(e) => Err(e),
+    };
+    let response = match result {
+        Ok(body) => json_response(200, &body),
+        Err(e) => error_response(&e),
+    };
+    api.metrics
+        .observe_request(verb, label, response.status().as_u16(), started);
     response
 }
 

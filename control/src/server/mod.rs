@@ -8,6 +8,7 @@ pub mod auth;
 pub mod discovery;
 pub mod http;
 pub mod metrics;
+pub mod metrics_api;
 pub mod ops;
 pub mod proxy;
 pub mod request;
