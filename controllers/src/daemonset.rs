@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
@@ -44,7 +44,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
 
@@ -81,31 +80,28 @@ pub fn start(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
         pending: Mutex::default(),
     });
     let all_for_nodes = daemon_sets.clone();
-    let all_for_deleted_nodes = daemon_sets.clone();
+    let node_cache = ctx.informers.nodes.reader();
     let fingerprints: Mutex<HashMap<String, u64>> = Mutex::default();
     Controller::for_shared_stream(ctx.informers.daemon_sets.subscribe(), daemon_sets)
         .owns_shared_stream(ctx.informers.pods.subscribe())
-        .owns_shared_stream(deletions(
-            Api::<Pod>::all(ctx.client.clone()),
-            watcher::Config::default().labels(TEMPLATE_GENERATION_LABEL),
-        ))
         .watches_shared_stream(ctx.informers.nodes.subscribe(), move |node: Arc<Node>| {
-            // Heartbeats change nodes all the time; only identity, labels and taints matter.
-            let print = node_fingerprint(&node);
-            let changed = lock(&fingerprints).insert(node.name_any(), print) != Some(print);
+            // Heartbeats change nodes all the time; only identity, labels and taints matter,
+            // and whether the node is still there.
+            let gone = node_cache
+                .get(&ObjectRef::from_obj(node.as_ref()))
+                .is_none();
+            let changed = if gone {
+                lock(&fingerprints).remove(&node.name_any()).is_some()
+            } else {
+                let print = node_fingerprint(&node);
+                lock(&fingerprints).insert(node.name_any(), print) != Some(print)
+            };
             if changed {
                 all_refs(&all_for_nodes)
             } else {
                 Vec::new()
             }
         })
-        .watches_shared_stream(
-            deletions(
-                Api::<Node>::all(ctx.client.clone()),
-                watcher::Config::default(),
-            ),
-            move |_node: Arc<Node>| all_refs(&all_for_deleted_nodes),
-        )
         .with_config(Config::default().concurrency(ctx.config.concurrency))
         .reconcile_all_on(ctx.clock.ticks())
         .run(
@@ -117,27 +113,6 @@ pub fn start(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
         )
         .for_each(log_outcome("daemonset"))
         .boxed()
-}
-
-/// Objects deleted from `api`'s view, as a stream (the shared informers only pass on
-/// applied objects).
-fn deletions<K>(api: Api<K>, config: watcher::Config) -> impl Stream<Item = Arc<K>> + Send
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default,
-{
-    watcher(api, config).default_backoff().filter_map(|event| {
-        futures::future::ready(match event {
-            Ok(watcher::Event::Delete(obj)) => Some(Arc::new(obj)),
-            _ => None,
-        })
-    })
 }
 
 fn all_refs(store: &Store<DaemonSet>) -> Vec<ObjectRef<DaemonSet>> {

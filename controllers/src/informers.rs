@@ -29,6 +29,7 @@ use k8s_openapi::api::core::v1::{
     Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Secret,
     Service, ServiceAccount,
 };
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::reflector::{store::Writer, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
@@ -206,6 +207,7 @@ informers! {
     cron_jobs: CronJob,
     persistent_volumes: PersistentVolume,
     persistent_volume_claims: PersistentVolumeClaim,
+    storage_classes: StorageClass,
     horizontal_pod_autoscalers: HorizontalPodAutoscaler,
     leases: Lease,
 }

@@ -41,8 +41,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 use serde_json::json;
 use skiff_api::labels::Selector;
@@ -430,24 +429,10 @@ struct Binder {
     recorder: Recorder,
 }
 
-/// Builds the binder's two loops (claims and volumes) and the StorageClass watch they use.
+/// Builds the binder's two loops (claims and volumes).
 pub fn start(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
-    let (classes, class_writer) = reflector::store_shared::<StorageClass>(1024);
-    let Some(class_changes) = class_writer.subscribe() else {
-        return futures::future::ready(()).boxed();
-    };
-    let class_watch = watcher(
-        Api::<StorageClass>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect_shared(class_writer)
-    .for_each(|event| {
-        if let Err(e) = event {
-            tracing::warn!(error = %e, "storageclass watch");
-        }
-        futures::future::ready(())
-    });
+    let classes = ctx.informers.storage_classes.reader();
+    let class_changes = ctx.informers.storage_classes.subscribe();
 
     let b = Arc::new(Binder {
         ctx: ctx.clone(),
@@ -553,10 +538,7 @@ pub fn start(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
             futures::future::join(claims, volumes).await;
         }
     };
-    async move {
-        futures::future::join(class_watch, run).await;
-    }
-    .boxed()
+    run.boxed()
 }
 
 fn is_conflict_or_gone(e: &kube::Error) -> bool {
