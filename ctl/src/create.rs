@@ -177,6 +177,18 @@ pub async fn submit(
     dry_run: &str,
     output: Option<&str>,
 ) -> Result<()> {
+    submit_as(cluster, object, dry_run, output, "created").await
+}
+
+/// Creates `object` (or prints it with `--dry-run=client`) and reports it with `verb`
+/// (`created`, `exposed`, `autoscaled`), or in the `-o` format.
+pub async fn submit_as(
+    cluster: Option<&Cluster>,
+    object: Value,
+    dry_run: &str,
+    output: Option<&str>,
+    verb: &str,
+) -> Result<()> {
     let format = Format::parse(output)?;
     let api_version = object
         .get("apiVersion")
@@ -211,7 +223,7 @@ pub async fn submit(
     };
     match format {
         Format::Table | Format::Wide => {
-            println!("{}{suffix} created", get::kind_name(resource, &result))
+            println!("{}{suffix} {verb}", get::kind_name(resource, &result))
         }
         other => print!(
             "{}",

@@ -1,7 +1,8 @@
 //! `describe TYPE NAME`: a readable account of an object and its recent events, laid out as
 //! kubectl does (labels on aligned continuation lines, containers, conditions tables…).
-//! Pods, Deployments, ReplicaSets, Services, Nodes, ConfigMaps and Secrets have their own
-//! layouts; everything else gets the generic key/value rendering.
+//! Pods, Deployments, ReplicaSets, ReplicationControllers, DaemonSets, StatefulSets, Jobs,
+//! CronJobs, HorizontalPodAutoscalers, Services, Nodes, ConfigMaps and Secrets have their
+//! own layouts; everything else gets the generic key/value rendering.
 
 use anyhow::Result;
 use serde_json::Value;
@@ -544,7 +545,7 @@ fn volumes_block(doc: &mut Doc, level: usize, spec: &Value) {
     }
 }
 
-fn template_block(doc: &mut Doc, template: Option<&Value>) {
+pub fn template_block(doc: &mut Doc, template: Option<&Value>) {
     let Some(t) = template else { return };
     doc.line(0, "Pod Template:");
     doc.multi(1, "Labels", map_lines(t.pointer("/metadata/labels"), "="));
@@ -969,7 +970,22 @@ fn describe_deployment(doc: &mut Doc, d: &Value, replicasets: &[Value]) {
         .parse::<i64>()
         .unwrap_or(0)
     };
-    let newest = replicasets.iter().max_by_key(|rs| revision(rs));
+    let own_template =
+        crate::rollout::without_hash(d.pointer("/spec/template").unwrap_or(&Value::Null));
+    // The new ReplicaSet is the one whose template is the Deployment's (the oldest, should
+    // there be two); until the controller has made it there is none.
+    let newest = replicasets
+        .iter()
+        .filter(|rs| {
+            crate::rollout::without_hash(rs.pointer("/spec/template").unwrap_or(&Value::Null))
+                == own_template
+        })
+        .min_by_key(|rs| {
+            (
+                age::parse(rs.pointer("/metadata/creationTimestamp")),
+                revision(rs),
+            )
+        });
     let describe_rs = |rs: &Value| {
         format!(
             "{} ({}/{} replicas created)",
@@ -1046,6 +1062,447 @@ fn describe_replicaset(doc: &mut Doc, rs: &Value, pods: &[Value]) {
         doc,
         rs,
         &[("Type", "type"), ("Status", "status"), ("Reason", "reason")],
+        true,
+    );
+}
+
+fn bool_text(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_bool) {
+        Some(true) => "True".into(),
+        Some(false) => "False".into(),
+        None => "<unset>".into(),
+    }
+}
+
+fn int_or_unset(v: &Value, pointer: &str) -> String {
+    v.pointer(pointer)
+        .and_then(Value::as_i64)
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "<unset>".into())
+}
+
+fn describe_replication_controller(doc: &mut Doc, rc: &Value, pods: &[Value]) {
+    metadata_head(doc, rc, true);
+    doc.kv(0, "Selector", labels_text(rc.pointer("/spec/selector")));
+    labels_and_annotations(doc, rc);
+    doc.kv(
+        0,
+        "Replicas",
+        format!(
+            "{} current / {} desired",
+            n(rc, "/status/replicas"),
+            rc.pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+        ),
+    );
+    doc.kv(0, "Pods Status", pod_phase_counts(pods));
+    template_block(doc, rc.pointer("/spec/template"));
+    conditions_table(
+        doc,
+        rc,
+        &[("Type", "type"), ("Status", "status"), ("Reason", "reason")],
+        true,
+    );
+}
+
+fn describe_daemonset(doc: &mut Doc, ds: &Value, pods: &[Value]) {
+    doc.kv(0, "Name", s(ds, "/metadata/name"));
+    doc.kv(0, "Selector", selector_text(ds.pointer("/spec/selector")));
+    doc.kv(
+        0,
+        "Node-Selector",
+        labels_text(ds.pointer("/spec/template/spec/nodeSelector")),
+    );
+    labels_and_annotations(doc, ds);
+    for (text, field) in [
+        (
+            "Desired Number of Nodes Scheduled",
+            "desiredNumberScheduled",
+        ),
+        (
+            "Current Number of Nodes Scheduled",
+            "currentNumberScheduled",
+        ),
+        (
+            "Number of Nodes Scheduled with Up-to-date Pods",
+            "updatedNumberScheduled",
+        ),
+        (
+            "Number of Nodes Scheduled with Available Pods",
+            "numberAvailable",
+        ),
+        ("Number of Nodes Misscheduled", "numberMisscheduled"),
+    ] {
+        doc.line(
+            0,
+            &format!("{text}: {}", n(ds, &format!("/status/{field}"))),
+        );
+    }
+    doc.kv(0, "Pods Status", pod_phase_counts(pods));
+    template_block(doc, ds.pointer("/spec/template"));
+}
+
+fn describe_statefulset(doc: &mut Doc, sts: &Value, pods: &[Value]) {
+    metadata_head(doc, sts, true);
+    doc.kv(
+        0,
+        "CreationTimestamp",
+        timestamp(sts.pointer("/metadata/creationTimestamp")),
+    );
+    doc.kv(0, "Selector", selector_text(sts.pointer("/spec/selector")));
+    labels_and_annotations(doc, sts);
+    doc.kv(
+        0,
+        "Replicas",
+        format!(
+            "{} desired | {} total",
+            sts.pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
+            n(sts, "/status/replicas")
+        ),
+    );
+    doc.kv(
+        0,
+        "Update Strategy",
+        match s(sts, "/spec/updateStrategy/type") {
+            "" => "RollingUpdate",
+            t => t,
+        },
+    );
+    if let Some(partition) = sts
+        .pointer("/spec/updateStrategy/rollingUpdate/partition")
+        .and_then(Value::as_i64)
+    {
+        doc.kv(1, "Partition", partition.to_string());
+        if let Some(mu) = sts.pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable") {
+            doc.kv(1, "MaxUnavailable", crate::jsonpath::value_text(mu));
+        }
+    }
+    doc.kv(0, "Pods Status", pod_phase_counts(pods));
+    template_block(doc, sts.pointer("/spec/template"));
+    let claims = arr(sts, "/spec/volumeClaimTemplates");
+    if claims.is_empty() {
+        doc.kv(0, "Volume Claims", "<none>");
+        return;
+    }
+    doc.line(0, "Volume Claims:");
+    for pvc in claims {
+        doc.kv(1, "Name", s(pvc, "/metadata/name"));
+        doc.kv(1, "StorageClass", s(pvc, "/spec/storageClassName"));
+        doc.multi(1, "Labels", map_lines(pvc.pointer("/metadata/labels"), "="));
+        doc.multi(
+            1,
+            "Annotations",
+            map_lines(pvc.pointer("/metadata/annotations"), ": "),
+        );
+        doc.kv(
+            1,
+            "Capacity",
+            match pvc.pointer("/spec/resources/requests/storage") {
+                Some(v) => crate::jsonpath::value_text(v),
+                None => "<default>".into(),
+            },
+        );
+        let modes: Vec<&str> = arr(pvc, "/spec/accessModes")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        doc.kv(1, "Access Modes", format!("[{}]", modes.join(" ")));
+    }
+}
+
+fn describe_job(doc: &mut Doc, job: &Value) {
+    metadata_head(doc, job, true);
+    doc.kv(0, "Selector", selector_text(job.pointer("/spec/selector")));
+    labels_and_annotations(doc, job);
+    if let Some(owner) = controlled_by(job) {
+        doc.kv(0, "Controlled By", owner);
+    }
+    if let Some(p) = job.pointer("/spec/parallelism").and_then(Value::as_i64) {
+        doc.kv(0, "Parallelism", p.to_string());
+    }
+    doc.kv(0, "Completions", int_or_unset(job, "/spec/completions"));
+    let mode = s(job, "/spec/completionMode");
+    if !mode.is_empty() {
+        doc.kv(0, "Completion Mode", mode);
+    }
+    if let Some(suspend) = job.pointer("/spec/suspend").and_then(Value::as_bool) {
+        doc.kv(0, "Suspend", suspend.to_string());
+    }
+    if let Some(b) = job.pointer("/spec/backoffLimit").and_then(Value::as_i64) {
+        doc.kv(0, "Backoff Limit", b.to_string());
+    }
+    if let Some(t) = job
+        .pointer("/spec/ttlSecondsAfterFinished")
+        .and_then(Value::as_i64)
+    {
+        doc.kv(0, "TTL Seconds After Finished", t.to_string());
+    }
+    let start = job.pointer("/status/startTime");
+    let done = job.pointer("/status/completionTime");
+    if start.is_some_and(|v| !v.is_null()) {
+        doc.kv(0, "Start Time", timestamp(start));
+    }
+    if done.is_some_and(|v| !v.is_null()) {
+        doc.kv(0, "Completed At", timestamp(done));
+    }
+    if let (Some(a), Some(b)) = (age::parse(start), age::parse(done)) {
+        doc.kv(
+            0,
+            "Duration",
+            age::human_duration(b.duration_since(a).as_secs()),
+        );
+    }
+    if let Some(d) = job
+        .pointer("/spec/activeDeadlineSeconds")
+        .and_then(Value::as_i64)
+    {
+        doc.kv(0, "Active Deadline Seconds", format!("{d}s"));
+    }
+    let statuses = match job.pointer("/status/ready").and_then(Value::as_i64) {
+        Some(ready) => format!(
+            "{} Active ({ready} Ready) / {} Succeeded / {} Failed",
+            n(job, "/status/active"),
+            n(job, "/status/succeeded"),
+            n(job, "/status/failed")
+        ),
+        None => format!(
+            "{} Active / {} Succeeded / {} Failed",
+            n(job, "/status/active"),
+            n(job, "/status/succeeded"),
+            n(job, "/status/failed")
+        ),
+    };
+    doc.kv(0, "Pods Statuses", statuses);
+    if mode == "Indexed" {
+        doc.kv(
+            0,
+            "Completed Indexes",
+            or_none(s(job, "/status/completedIndexes")),
+        );
+    }
+    template_block(doc, job.pointer("/spec/template"));
+}
+
+fn describe_cronjob(doc: &mut Doc, cj: &Value) {
+    metadata_head(doc, cj, true);
+    labels_and_annotations(doc, cj);
+    doc.kv(0, "Schedule", s(cj, "/spec/schedule"));
+    let tz = s(cj, "/spec/timeZone");
+    if !tz.is_empty() {
+        doc.kv(0, "Time Zone", tz);
+    }
+    doc.kv(0, "Concurrency Policy", s(cj, "/spec/concurrencyPolicy"));
+    doc.kv(0, "Suspend", bool_text(cj.pointer("/spec/suspend")));
+    doc.kv(
+        0,
+        "Successful Job History Limit",
+        int_or_unset(cj, "/spec/successfulJobsHistoryLimit"),
+    );
+    doc.kv(
+        0,
+        "Failed Job History Limit",
+        int_or_unset(cj, "/spec/failedJobsHistoryLimit"),
+    );
+    doc.kv(
+        0,
+        "Starting Deadline Seconds",
+        cj.pointer("/spec/startingDeadlineSeconds")
+            .and_then(Value::as_i64)
+            .map(|d| format!("{d}s"))
+            .unwrap_or_else(|| "<unset>".into()),
+    );
+    let job = cj
+        .pointer("/spec/jobTemplate")
+        .cloned()
+        .unwrap_or(Value::Null);
+    doc.kv(
+        0,
+        "Selector",
+        match job.pointer("/spec/selector") {
+            Some(sel) if !sel.is_null() => selector_text(Some(sel)),
+            _ => "<unset>".into(),
+        },
+    );
+    doc.kv(0, "Parallelism", int_or_unset(&job, "/spec/parallelism"));
+    doc.kv(0, "Completions", int_or_unset(&job, "/spec/completions"));
+    if let Some(d) = job
+        .pointer("/spec/activeDeadlineSeconds")
+        .and_then(Value::as_i64)
+    {
+        doc.kv(0, "Active Deadline Seconds", format!("{d}s"));
+    }
+    template_block(doc, job.pointer("/spec/template"));
+    doc.kv(
+        0,
+        "Last Schedule Time",
+        timestamp(cj.pointer("/status/lastScheduleTime")),
+    );
+    let active: Vec<&str> = arr(cj, "/status/active")
+        .iter()
+        .map(|r| s(r, "/name"))
+        .collect();
+    doc.kv(
+        0,
+        "Active Jobs",
+        if active.is_empty() {
+            "<none>".into()
+        } else {
+            active.join(", ")
+        },
+    );
+}
+
+/// One `Metrics:` line of an HPA: what is measured, and current / target.
+fn hpa_metric_line(metric: &Value, current: Option<&Value>) -> (String, String) {
+    let quantity = |v: Option<&Value>| v.map(crate::jsonpath::value_text);
+    match s(metric, "/type") {
+        kind @ ("Resource" | "ContainerResource") => {
+            let field = if kind == "Resource" {
+                "resource"
+            } else {
+                "containerResource"
+            };
+            let src = metric.get(field).cloned().unwrap_or(Value::Null);
+            let now = current.and_then(|c| c.get(field));
+            let what = if kind == "Resource" {
+                format!("resource {} on pods", s(&src, "/name"))
+            } else {
+                format!(
+                    "resource {} of container \"{}\" on pods",
+                    s(&src, "/name"),
+                    s(&src, "/container")
+                )
+            };
+            if let Some(avg) = src.pointer("/target/averageValue") {
+                let cur = quantity(now.and_then(|c| c.pointer("/current/averageValue")))
+                    .unwrap_or_else(|| "<unknown>".into());
+                return (
+                    what,
+                    format!("{cur} / {}", crate::jsonpath::value_text(avg)),
+                );
+            }
+            let cur = match now.and_then(|c| c.pointer("/current/averageUtilization")) {
+                Some(u) => format!(
+                    "{}% ({})",
+                    crate::jsonpath::value_text(u),
+                    quantity(now.and_then(|c| c.pointer("/current/averageValue")))
+                        .unwrap_or_default()
+                ),
+                None => "<unknown>".into(),
+            };
+            let target = match src.pointer("/target/averageUtilization") {
+                Some(u) => format!("{}%", crate::jsonpath::value_text(u)),
+                None => "<auto>".into(),
+            };
+            (
+                format!("{what}  (as a percentage of request)"),
+                format!("{cur} / {target}"),
+            )
+        }
+        "Pods" => {
+            let cur = quantity(current.and_then(|c| c.pointer("/pods/current/averageValue")))
+                .unwrap_or_else(|| "<unknown>".into());
+            (
+                format!("\"{}\" on pods", s(metric, "/pods/metric/name")),
+                format!(
+                    "{cur} / {}",
+                    quantity(metric.pointer("/pods/target/averageValue")).unwrap_or_default()
+                ),
+            )
+        }
+        other => (format!("<unknown metric type \"{other}\">"), String::new()),
+    }
+}
+
+fn describe_hpa(doc: &mut Doc, hpa: &Value) {
+    metadata_head(doc, hpa, true);
+    labels_and_annotations(doc, hpa);
+    doc.kv(
+        0,
+        "CreationTimestamp",
+        timestamp(hpa.pointer("/metadata/creationTimestamp")),
+    );
+    let kind = s(hpa, "/spec/scaleTargetRef/kind");
+    doc.kv(
+        0,
+        "Reference",
+        format!("{kind}/{}", s(hpa, "/spec/scaleTargetRef/name")),
+    );
+    doc.kv(0, "Metrics", "( current / target )");
+    let current = arr(hpa, "/status/currentMetrics");
+    for (i, m) in arr(hpa, "/spec/metrics").iter().enumerate() {
+        let (what, values) = hpa_metric_line(m, current.get(i));
+        if values.is_empty() {
+            doc.line(1, &what);
+        } else {
+            doc.kv(1, &what, values);
+        }
+    }
+    doc.kv(0, "Min replicas", int_or_unset(hpa, "/spec/minReplicas"));
+    doc.kv(0, "Max replicas", n(hpa, "/spec/maxReplicas").to_string());
+    if hpa.pointer("/spec/behavior").is_some_and(|b| !b.is_null()) {
+        doc.line(0, "Behavior:");
+        for (label, field) in [("Scale Up", "scaleUp"), ("Scale Down", "scaleDown")] {
+            let Some(rules) = hpa
+                .pointer(&format!("/spec/behavior/{field}"))
+                .filter(|r| !r.is_null())
+            else {
+                continue;
+            };
+            doc.line(1, &format!("{label}:"));
+            if let Some(w) = rules
+                .get("stabilizationWindowSeconds")
+                .and_then(Value::as_i64)
+            {
+                doc.line(2, &format!("Stabilization Window: {w} seconds"));
+            }
+            let policies = arr(rules, "/policies");
+            if !policies.is_empty() {
+                doc.line(
+                    2,
+                    &format!(
+                        "Select Policy: {}",
+                        match s(rules, "/selectPolicy") {
+                            "" => "Max",
+                            p => p,
+                        }
+                    ),
+                );
+                doc.line(2, "Policies:");
+                for p in policies {
+                    doc.cells(
+                        3,
+                        vec![
+                            format!("- Type: {}", s(p, "/type")),
+                            format!("Value: {}", n(p, "/value")),
+                            format!("Period: {} seconds", n(p, "/periodSeconds")),
+                        ],
+                    );
+                }
+            }
+        }
+    }
+    doc.kv(
+        0,
+        &format!("{kind} pods"),
+        format!(
+            "{} current / {} desired",
+            n(hpa, "/status/currentReplicas"),
+            n(hpa, "/status/desiredReplicas")
+        ),
+    );
+    conditions_table(
+        doc,
+        hpa,
+        &[
+            ("Type", "type"),
+            ("Status", "status"),
+            ("Reason", "reason"),
+            ("Message", "message"),
+        ],
         true,
     );
 }
@@ -1625,15 +2082,23 @@ pub async fn describe_object(cluster: &Cluster, resource: &ResourceInfo, obj: &V
                 .collect();
             describe_deployment(&mut doc, obj, &owned);
         }
-        ("apps", "ReplicaSet") => {
+        ("apps", "ReplicaSet" | "DaemonSet" | "StatefulSet") | ("", "ReplicationController") => {
             let path = format!("/api/v1/namespaces/{}/pods", crate::client::encode(ns));
             let pods: Vec<Value> = list(cluster, &path)
                 .await
                 .into_iter()
                 .filter(|p| owned_by(p))
                 .collect();
-            describe_replicaset(&mut doc, obj, &pods);
+            match resource.kind {
+                "ReplicaSet" => describe_replicaset(&mut doc, obj, &pods),
+                "DaemonSet" => describe_daemonset(&mut doc, obj, &pods),
+                "StatefulSet" => describe_statefulset(&mut doc, obj, &pods),
+                _ => describe_replication_controller(&mut doc, obj, &pods),
+            }
         }
+        ("batch", "Job") => describe_job(&mut doc, obj),
+        ("batch", "CronJob") => describe_cronjob(&mut doc, obj),
+        ("autoscaling", "HorizontalPodAutoscaler") => describe_hpa(&mut doc, obj),
         ("", "Node") => {
             let path = with_query(
                 "/api/v1/pods",
@@ -1805,5 +2270,147 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("Events:            <none>\n"), "{text}");
+    }
+
+    fn squash(text: &str) -> String {
+        let mut out = String::new();
+        for c in text.chars() {
+            if !(c == ' ' && out.ends_with(' ')) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn controller_layouts() {
+        let running = json!({"status": {"phase": "Running"}});
+        let ds = json!({"metadata": {"name": "logs"},
+            "spec": {"selector": {"matchLabels": {"app": "logs"}},
+                "template": {"metadata": {"labels": {"app": "logs"}}, "spec": {"containers": [{"name": "c", "image": "fluentd"}]}}},
+            "status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "updatedNumberScheduled": 2, "numberAvailable": 1}});
+        let mut doc = Doc::default();
+        describe_daemonset(&mut doc, &ds, std::slice::from_ref(&running));
+        let text = squash(&doc.render());
+        for want in [
+            "Node-Selector: <none>\n",
+            "\nDesired Number of Nodes Scheduled: 3\n",
+            "\nNumber of Nodes Scheduled with Up-to-date Pods: 2\n",
+            "\nNumber of Nodes Scheduled with Available Pods: 1\n",
+            "\nPods Status: 1 Running / 0 Waiting / 0 Succeeded / 0 Failed\n",
+            "\nPod Template:\n",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+
+        let sts = json!({"metadata": {"name": "db", "namespace": "default"},
+            "spec": {"replicas": 3, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]},
+            "status": {"replicas": 2}});
+        let mut doc = Doc::default();
+        describe_statefulset(&mut doc, &sts, &[]);
+        let text = squash(&doc.render());
+        for want in [
+            "\nReplicas: 3 desired | 2 total\n",
+            "\nUpdate Strategy: RollingUpdate\n Partition: 1\n",
+            "\nVolume Claims:\n Name: data\n",
+            " Capacity: 1Gi\n Access Modes: [ReadWriteOnce]\n",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+
+        let job = json!({"metadata": {"name": "pi", "namespace": "default"},
+            "spec": {"parallelism": 2, "completions": 5, "completionMode": "NonIndexed", "suspend": false, "backoffLimit": 6},
+            "status": {"active": 2, "ready": 1, "succeeded": 3,
+                "startTime": "2024-05-01T12:00:00Z", "completionTime": "2024-05-01T12:00:20Z"}});
+        let mut doc = Doc::default();
+        describe_job(&mut doc, &job);
+        let text = squash(&doc.render());
+        for want in [
+            "\nParallelism: 2\nCompletions: 5\nCompletion Mode: NonIndexed\nSuspend: false\nBackoff Limit: 6\n",
+            "\nDuration: 20s\n",
+            "\nPods Statuses: 2 Active (1 Ready) / 3 Succeeded / 0 Failed\n",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+
+        let cj = json!({"metadata": {"name": "hello", "namespace": "default"},
+            "spec": {"schedule": "*/5 * * * *", "concurrencyPolicy": "Forbid", "suspend": false,
+                "successfulJobsHistoryLimit": 3, "jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}},
+            "status": {"active": [{"name": "hello-1"}]}});
+        let mut doc = Doc::default();
+        describe_cronjob(&mut doc, &cj);
+        let text = squash(&doc.render());
+        for want in [
+            "\nSchedule: */5 * * * *\nConcurrency Policy: Forbid\nSuspend: False\n",
+            "\nSuccessful Job History Limit: 3\nFailed Job History Limit: <unset>\nStarting Deadline Seconds: <unset>\nSelector: <unset>\n",
+            "\nLast Schedule Time: <unset>\nActive Jobs: hello-1\n",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn hpa_layout() {
+        let hpa = json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 10,
+                "metrics": [
+                    {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}},
+                    {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}}],
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300,
+                    "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}}},
+            "status": {"currentReplicas": 2, "desiredReplicas": 3,
+                "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 80, "averageValue": "400m"}}}],
+                "conditions": [{"type": "AbleToScale", "status": "True", "reason": "SucceededRescale", "message": "ok"}]}});
+        let mut doc = Doc::default();
+        describe_hpa(&mut doc, &hpa);
+        let text = squash(&doc.render());
+        for want in [
+            "\nReference: Deployment/web\nMetrics: ( current / target )\n",
+            "\n resource cpu on pods (as a percentage of request): 80% (400m) / 50%\n",
+            "\n resource memory on pods: <unknown> / 100Mi\n",
+            "\nMin replicas: 1\nMax replicas: 10\nBehavior:\n Scale Down:\n Stabilization Window: 300 seconds\n Select Policy: Max\n Policies:\n - Type: Percent Value: 100 Period: 15 seconds\n",
+            "\nDeployment pods: 2 current / 3 desired\n",
+            "\n AbleToScale True SucceededRescale ok\n",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn deployment_new_and_old_replicasets() {
+        let template = |image: &str, hash: Option<&str>| {
+            let mut labels = json!({"app": "web"});
+            if let Some(h) = hash {
+                labels["pod-template-hash"] = json!(h);
+            }
+            json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "web", "image": image}]}})
+        };
+        let rs = |name: &str, image: &str, replicas: i64| {
+            json!({"metadata": {"name": name, "annotations": {"deployment.kubernetes.io/revision": "1"}},
+                "spec": {"replicas": replicas, "template": template(image, Some(name))},
+                "status": {"replicas": replicas}})
+        };
+        let d = json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 2, "template": template("nginx:2", None)}});
+        let old = rs("web-a", "nginx:1", 2);
+        let mut doc = Doc::default();
+        describe_deployment(&mut doc, &d, std::slice::from_ref(&old));
+        let text = squash(&doc.render());
+        assert!(
+            text.contains(
+                "\nOldReplicaSets: web-a (2/2 replicas created)\nNewReplicaSet: <none>\n"
+            ),
+            "{text}"
+        );
+        let new = rs("web-b", "nginx:2", 1);
+        let mut doc = Doc::default();
+        describe_deployment(&mut doc, &d, &[old, new]);
+        let text = squash(&doc.render());
+        assert!(
+            text.contains("\nNewReplicaSet: web-b (1/1 replicas created)\n"),
+            "{text}"
+        );
     }
 }

@@ -106,6 +106,10 @@ pub async fn run(cluster: &Cluster, args: &GetArgs) -> Result<()> {
             };
             let mut header = Vec::new();
             let mut rows = Vec::new();
+            let mut answers = answers;
+            if is_events(resource) {
+                answers.iter_mut().for_each(sort_events);
+            }
             for answer in &answers {
                 let (h, r) = table::rows(answer, &opts, now);
                 header = h;
@@ -166,9 +170,14 @@ async fn fetch(
     let resource = target.resource;
     let mut out = Vec::new();
     if target.names.is_empty() {
+        let mut query = list_query(args);
+        if as_table && is_events(resource) {
+            // The rows are sorted by when each event last happened, which needs the events.
+            query.push(("includeObject", "Object"));
+        }
         let path = with_query(
             &resource_path(resource, cluster.list_namespace(resource), None, None),
-            &list_query(args),
+            &query,
         );
         out.push(if as_table {
             cluster.get_table(&path).await?
@@ -196,6 +205,36 @@ async fn fetch(
         }
     }
     Ok(out)
+}
+
+fn is_events(resource: &ResourceInfo) -> bool {
+    resource.group.is_empty() && resource.kind == "Event"
+}
+
+/// When an event last happened: lastTimestamp, else the series' last observation, else
+/// eventTime, firstTimestamp, creationTimestamp.
+pub fn event_time(ev: &Value) -> Option<jiff::Timestamp> {
+    [
+        "/lastTimestamp",
+        "/series/lastObservedTime",
+        "/eventTime",
+        "/firstTimestamp",
+        "/metadata/creationTimestamp",
+    ]
+    .iter()
+    .find_map(|p| crate::age::parse(ev.pointer(p)))
+}
+
+/// Orders a Table of events (or a list) oldest first, as kubectl shows them.
+fn sort_events(answer: &mut Value) {
+    let (field, object) = if answer.get("kind").and_then(Value::as_str) == Some("Table") {
+        ("rows", "/object")
+    } else {
+        ("items", "")
+    };
+    if let Some(rows) = answer.get_mut(field).and_then(Value::as_array_mut) {
+        rows.sort_by_key(|r| r.pointer(object).and_then(event_time));
+    }
 }
 
 /// Row printing that keeps columns where they were (like tabwriter's RememberWidths).
@@ -252,7 +291,11 @@ async fn watch(cluster: &Cluster, target: &Target, args: &GetArgs, format: &Form
         bail!("watch is only supported on individual resources and resource collections, but {} resources were found", target.names.len());
     }
     let base = resource_path(resource, cluster.list_namespace(resource), None, None);
-    let list_path = with_query(&base, &list_query(&args));
+    let mut initial_query = list_query(&args);
+    if format.wants_table() && is_events(resource) {
+        initial_query.push(("includeObject", "Object"));
+    }
+    let list_path = with_query(&base, &initial_query);
     let opts = Options {
         wide: *format == Format::Wide,
         no_headers: args.no_headers,
@@ -267,11 +310,14 @@ async fn watch(cluster: &Cluster, target: &Target, args: &GetArgs, format: &Form
     let mut last_rows: std::collections::HashMap<(String, String), Vec<String>> =
         Default::default();
 
-    let initial = if format.wants_table() {
+    let mut initial = if format.wants_table() {
         cluster.get_table(&list_path).await?
     } else {
         cluster.get(&list_path).await?
     };
+    if is_events(resource) {
+        sort_events(&mut initial);
+    }
     let mut rv = initial
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
@@ -415,5 +461,36 @@ fn print_object(format: &Format, resource: &ResourceInfo, obj: &Value) {
     print!("{text}");
     if matches!(format, Format::JsonPath(_)) {
         println!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_sort_by_when_they_last_happened() {
+        let ev = |name: &str, last: Value, series: Value, created: &str| {
+            json!({"metadata": {"name": name, "creationTimestamp": created},
+                "lastTimestamp": last, "series": series})
+        };
+        let mut table = json!({"kind": "Table", "rows": [
+            {"cells": ["a"], "object": ev("a", json!("2024-05-01T12:05:00Z"), Value::Null, "2024-05-01T11:00:00Z")},
+            {"cells": ["b"], "object": ev("b", Value::Null, json!({"lastObservedTime": "2024-05-01T12:01:00.000000Z"}), "2024-05-01T11:00:00Z")},
+            {"cells": ["c"], "object": ev("c", Value::Null, Value::Null, "2024-05-01T12:03:00Z")},
+        ]});
+        sort_events(&mut table);
+        let order: Vec<&str> = table["rows"]
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| r["cells"][0].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(order, ["b", "c", "a"]);
+        let mut list = json!({"items": [
+            ev("late", json!("2024-05-01T12:05:00Z"), Value::Null, ""),
+            ev("early", json!("2024-05-01T12:00:00Z"), Value::Null, ""),
+        ]});
+        sort_events(&mut list);
+        assert_eq!(list["items"][0]["metadata"]["name"], "early");
     }
 }

@@ -3,14 +3,18 @@
 
 mod age;
 mod apply;
+mod autoscale;
 mod client;
 mod create;
 mod delete;
 mod describe;
+mod drain;
 mod edit;
 mod errors;
 mod exec;
 mod explain;
+mod expose;
+mod fields;
 mod get;
 mod info;
 mod jsonpath;
@@ -22,6 +26,9 @@ mod modify;
 mod output;
 mod podref;
 mod portforward;
+mod rollout;
+mod runpod;
+mod set;
 mod table;
 mod target;
 mod threeway;
@@ -285,6 +292,187 @@ enum Command {
         #[command(subcommand)]
         what: TopCmd,
     },
+    /// Manage the rollout of a deployment, daemon set or stateful set.
+    Rollout {
+        #[command(subcommand)]
+        what: RolloutCmd,
+    },
+    /// Set specific features on objects.
+    Set {
+        #[command(subcommand)]
+        what: SetCmd,
+    },
+    /// Create a HorizontalPodAutoscaler for a deployment, replica set, replication
+    /// controller or stateful set.
+    Autoscale {
+        args: Vec<String>,
+        /// The lower limit for the number of pods (-1: the server's default).
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        min: i64,
+        /// The upper limit for the number of pods.
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        max: i64,
+        /// The target average CPU utilisation over all pods, in percent of the request.
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        cpu_percent: i64,
+        /// The name of the autoscaler (default: the target's).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// Expose a deployment, replica set, replication controller, pod or service as a
+    /// new Service.
+    Expose {
+        args: Vec<String>,
+        /// The port(s) the service serves on (default: the target's container ports).
+        #[arg(long)]
+        port: Option<String>,
+        /// The port (number or name) the service forwards to.
+        #[arg(long)]
+        target_port: Option<String>,
+        /// TCP, UDP or SCTP (default: the container port's, else TCP).
+        #[arg(long)]
+        protocol: Option<String>,
+        /// ClusterIP, NodePort, LoadBalancer or ExternalName.
+        #[arg(long = "type")]
+        service_type: Option<String>,
+        /// The name of the service (default: the target's).
+        #[arg(long)]
+        name: Option<String>,
+        /// The pod selector (default: the target's selector, or a pod's labels).
+        #[arg(long)]
+        selector: Option<String>,
+        /// Labels of the service (default: the target's labels).
+        #[arg(short = 'l', long)]
+        labels: Option<String>,
+        /// The cluster IP to ask for ("None" for a headless service).
+        #[arg(long)]
+        cluster_ip: Option<String>,
+        #[arg(long = "external-ip", value_delimiter = ',')]
+        external_ip: Vec<String>,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// Create and run a pod: skiffctl run NAME --image=IMAGE [-- ARGS...]
+    Run {
+        name: String,
+        #[arg(long)]
+        image: String,
+        /// The port the container exposes.
+        #[arg(long)]
+        port: Option<String>,
+        /// KEY=VALUE environment variables (repeatable).
+        #[arg(long)]
+        env: Vec<String>,
+        /// Labels of the pod (replacing run=NAME).
+        #[arg(short = 'l', long)]
+        labels: Option<String>,
+        /// KEY=VALUE annotations (repeatable).
+        #[arg(long = "annotations")]
+        annotations: Vec<String>,
+        /// Always, OnFailure or Never.
+        #[arg(long, default_value = "Always")]
+        restart: String,
+        /// Use the arguments after -- as the command instead of the image's arguments.
+        #[arg(long)]
+        command: bool,
+        #[arg(long)]
+        image_pull_policy: Option<String>,
+        #[arg(long = "serviceaccount")]
+        service_account: Option<String>,
+        #[command(flatten)]
+        common: CreateCommon,
+        /// The container's arguments (or command, with --command), after `--`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Mark nodes as unschedulable.
+    Cordon {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Mark nodes as schedulable.
+    Uncordon {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Drain a node in preparation for maintenance: cordon it and evict its pods.
+    Drain {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// Also delete pods that no controller manages.
+        #[arg(long)]
+        force: bool,
+        /// Leave DaemonSet-managed pods in place.
+        #[arg(long)]
+        ignore_daemonsets: bool,
+        /// Also delete pods using emptyDir volumes (their data is lost).
+        #[arg(long, alias = "delete-local-data")]
+        delete_emptydir_data: bool,
+        /// Seconds each pod gets to terminate (-1: its own default).
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        grace_period: i64,
+        /// How long to wait before giving up (0: as long as it takes).
+        #[arg(long, default_value = "0s")]
+        timeout: String,
+        /// Delete pods instead of evicting them.
+        #[arg(long)]
+        disable_eviction: bool,
+        /// Only drain the pods matching this label selector.
+        #[arg(long)]
+        pod_selector: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RolloutCmd {
+    /// Show the status of the rollout.
+    Status {
+        args: Vec<String>,
+        /// Keep watching until the rollout is done.
+        #[arg(short = 'w', long, default_value_t = true, action = clap::ArgAction::Set,
+              num_args = 0..=1, default_missing_value = "true")]
+        watch: bool,
+        /// How long to wait (0: as long as it takes).
+        #[arg(long, default_value = "0s")]
+        timeout: String,
+        /// Pin to a specific revision (deployments only).
+        #[arg(long, default_value_t = 0)]
+        revision: i64,
+    },
+    /// View the rollout history.
+    History {
+        args: Vec<String>,
+        /// Show the details of this revision.
+        #[arg(long, default_value_t = 0)]
+        revision: i64,
+    },
+    /// Roll back to a previous rollout.
+    Undo {
+        args: Vec<String>,
+        /// The revision to roll back to (0: the previous one).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        to_revision: i64,
+    },
+    /// Mark a deployment as paused.
+    Pause { args: Vec<String> },
+    /// Resume a paused deployment.
+    Resume { args: Vec<String> },
+    /// Restart the pods of a deployment, daemon set or stateful set.
+    Restart { args: Vec<String> },
+}
+
+#[derive(Subcommand)]
+enum SetCmd {
+    /// Update the images of a pod template: TYPE/NAME CONTAINER=IMAGE...
+    Image {
+        args: Vec<String>,
+        /// Record the command in the kubernetes.io/change-cause annotation.
+        #[arg(long, default_value_t = false, action = clap::ArgAction::Set,
+              num_args = 0..=1, default_missing_value = "true")]
+        record: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -407,6 +595,24 @@ enum ConfigCmd {
     CurrentContext,
     /// List the contexts.
     GetContexts,
+}
+
+/// The command line, as `--record` writes it into `kubernetes.io/change-cause`.
+fn command_line() -> String {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or(p)
+        })
+        .unwrap_or_else(|| "skiffctl".into());
+    std::iter::once(program)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn parse_duration(text: &str) -> Result<Option<Duration>> {
@@ -719,7 +925,197 @@ async fn run(cli: Cli) -> Result<()> {
                 top::pods(&cluster, &args).await
             }
         },
+        Command::Rollout { what } => rollout(&globals, what).await,
+        Command::Set {
+            what: SetCmd::Image { args, record },
+        } => {
+            set::check_args(&args)?;
+            let cluster = connect(&globals, false).await?;
+            let cause = record.then(command_line);
+            set::image(&cluster, &args, cause.as_deref()).await
+        }
+        Command::Autoscale {
+            args,
+            min,
+            max,
+            cpu_percent,
+            name,
+            common,
+        } => {
+            let opts = autoscale::AutoscaleArgs {
+                min,
+                max,
+                cpu_percent,
+                name,
+            };
+            autoscale::check(&opts)?;
+            target::parse(&args, "autoscale")?;
+            let cluster = connect(&globals, false).await?;
+            autoscale::run(
+                &cluster,
+                &args,
+                &opts,
+                &common.dry_run,
+                common.output.as_deref(),
+            )
+            .await
+        }
+        Command::Expose {
+            args,
+            port,
+            target_port,
+            protocol,
+            service_type,
+            name,
+            selector,
+            labels,
+            cluster_ip,
+            external_ip,
+            common,
+        } => {
+            target::parse(&args, "expose")?;
+            let opts = expose::ExposeArgs {
+                port,
+                target_port,
+                protocol,
+                service_type,
+                name,
+                selector,
+                labels,
+                cluster_ip,
+                external_ips: external_ip,
+            };
+            let cluster = connect(&globals, false).await?;
+            expose::run(
+                &cluster,
+                &args,
+                &opts,
+                &common.dry_run,
+                common.output.as_deref(),
+            )
+            .await
+        }
+        Command::Run {
+            name,
+            image,
+            port,
+            env,
+            labels,
+            annotations,
+            restart,
+            command,
+            image_pull_policy,
+            service_account,
+            common,
+            args,
+        } => {
+            let opts = runpod::RunArgs {
+                name,
+                image,
+                port,
+                env,
+                labels,
+                annotations,
+                restart,
+                command,
+                image_pull_policy,
+                service_account,
+                args,
+            };
+            // Bad flags are reported before any connection is made.
+            runpod::pod_for(&opts)?;
+            let cluster = if common.dry_run == "client" {
+                None
+            } else {
+                Some(connect(&globals, false).await?)
+            };
+            runpod::run(
+                cluster.as_ref(),
+                &opts,
+                &common.dry_run,
+                common.output.as_deref(),
+            )
+            .await
+        }
+        Command::Cordon { nodes } => {
+            let cluster = connect(&globals, false).await?;
+            drain::cordon(&cluster, &nodes, true).await
+        }
+        Command::Uncordon { nodes } => {
+            let cluster = connect(&globals, false).await?;
+            drain::cordon(&cluster, &nodes, false).await
+        }
+        Command::Drain {
+            nodes,
+            force,
+            ignore_daemonsets,
+            delete_emptydir_data,
+            grace_period,
+            timeout,
+            disable_eviction,
+            pod_selector,
+        } => {
+            let args = drain::DrainArgs {
+                nodes,
+                options: drain::DrainOptions {
+                    force,
+                    ignore_daemonsets,
+                    delete_emptydir_data,
+                },
+                grace_period,
+                timeout: parse_duration(&timeout)?,
+                disable_eviction,
+                pod_selector,
+            };
+            let cluster = connect(&globals, false).await?;
+            drain::drain(&cluster, &args).await
+        }
     }
+}
+
+async fn rollout(globals: &Globals, what: RolloutCmd) -> Result<()> {
+    match what {
+        RolloutCmd::Status {
+            args,
+            watch,
+            timeout,
+            revision,
+        } => {
+            let opts = rollout::StatusOptions {
+                watch,
+                timeout: parse_duration(&timeout)?,
+                revision: (revision > 0).then_some(revision),
+            };
+            target::parse(&args, "rollout status")?;
+            let cluster = connect(globals, false).await?;
+            rollout::status(&cluster, &args, opts).await
+        }
+        RolloutCmd::History { args, revision } => {
+            target::parse(&args, "rollout history")?;
+            let cluster = connect(globals, false).await?;
+            rollout::history(&cluster, &args, revision).await
+        }
+        RolloutCmd::Undo { args, to_revision } => {
+            target::parse(&args, "rollout undo")?;
+            let cluster = connect(globals, false).await?;
+            rollout::undo(&cluster, &args, to_revision).await
+        }
+        RolloutCmd::Pause { args } => rollout_change(globals, args, rollout::Change::Pause).await,
+        RolloutCmd::Resume { args } => rollout_change(globals, args, rollout::Change::Resume).await,
+        RolloutCmd::Restart { args } => {
+            rollout_change(globals, args, rollout::Change::Restart).await
+        }
+    }
+}
+
+async fn rollout_change(
+    globals: &Globals,
+    args: Vec<String>,
+    change: rollout::Change,
+) -> Result<()> {
+    target::parse(&args, "rollout")?;
+    let cluster = connect(globals, false).await?;
+    rollout::change(&cluster, &args, change).await
 }
 
 async fn label(globals: &Globals, field: labels::Field, cmd: LabelCmd) -> Result<()> {

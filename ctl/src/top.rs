@@ -1,6 +1,8 @@
-//! `skiffctl top node|pod`: CPU and memory use read from each node daemon's Summary API
-//! (`/api/v1/nodes/{name}/proxy/stats/summary`), printed as `kubectl top` prints the
-//! metrics-server's numbers: CPU in millicores, memory (working set) in MiB.
+//! `skiffctl top node|pod`: CPU and memory use from the resource metrics API
+//! (`metrics.k8s.io/v1beta1`) when the server lists it in discovery, else read from each
+//! node daemon's Summary API (`/api/v1/nodes/{name}/proxy/stats/summary`), printed as
+//! `kubectl top` prints the metrics-server's numbers: CPU in millicores, memory (working
+//! set) in MiB.
 
 use anyhow::Result;
 use serde_json::Value;
@@ -57,6 +59,134 @@ fn node_names(nodes: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+const METRICS_API: &str = "/apis/metrics.k8s.io/v1beta1";
+
+/// Whether the server lists `metrics.k8s.io` among its API groups.
+async fn metrics_api_served(cluster: &Cluster) -> bool {
+    match cluster.get("/apis").await {
+        Ok(groups) => groups
+            .get("groups")
+            .and_then(Value::as_array)
+            .is_some_and(|g| {
+                g.iter()
+                    .any(|g| g.get("name").and_then(Value::as_str) == Some("metrics.k8s.io"))
+            }),
+        Err(e) => {
+            tracing::debug!("API discovery: {e:#}");
+            false
+        }
+    }
+}
+
+/// A metrics API `usage` (`{"cpu": "250m", "memory": "12Mi"}`) in the Summary API's shape
+/// (nanocores and bytes), so one printer serves both sources.
+fn summary_usage(usage: Option<&Value>) -> Value {
+    let quantity = |what: &str| {
+        usage
+            .and_then(|u| u.get(what))
+            .and_then(Value::as_str)
+            .and_then(|q| Quantity::parse(q).ok())
+    };
+    let mut out = serde_json::Map::new();
+    if let Some(cpu) = quantity("cpu") {
+        // Exact nanocores: containers are summed before rounding, as metrics-server does.
+        let nano = cpu
+            .checked_mul(1_000_000_000)
+            .and_then(|n| u64::try_from(n.value()).ok())
+            .unwrap_or(0);
+        out.insert("cpu".into(), serde_json::json!({"usageNanoCores": nano}));
+    }
+    if let Some(mem) = quantity("memory") {
+        let bytes = u64::try_from(mem.value()).unwrap_or(0);
+        out.insert(
+            "memory".into(),
+            serde_json::json!({"workingSetBytes": bytes}),
+        );
+    }
+    Value::Object(out)
+}
+
+/// A `PodMetrics` as a Summary API pod entry.
+fn pod_entry(metrics: &Value) -> Value {
+    let containers: Vec<Value> = metrics
+        .get("containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let mut entry = summary_usage(c.get("usage"));
+            entry["name"] = c.get("name").cloned().unwrap_or(Value::Null);
+            entry
+        })
+        .collect();
+    serde_json::json!({
+        "podRef": {
+            "name": metrics.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+            "namespace": metrics.pointer("/metadata/namespace").cloned().unwrap_or(Value::Null),
+        },
+        "containers": containers,
+    })
+}
+
+/// The items of a metrics API answer (a list, or one object).
+fn metrics_items(answer: Value) -> Vec<Value> {
+    match answer.get("items").and_then(Value::as_array) {
+        Some(items) => items.clone(),
+        None if answer.is_object() => vec![answer],
+        None => Vec::new(),
+    }
+}
+
+/// Node name → Summary-shaped usage, from the metrics API.
+async fn node_metrics(
+    cluster: &Cluster,
+    name: Option<&str>,
+) -> Result<std::collections::HashMap<String, Value>> {
+    let path = match name {
+        Some(n) => format!("{METRICS_API}/nodes/{}", client::encode(n)),
+        None => format!("{METRICS_API}/nodes"),
+    };
+    let answer = match cluster.get(&path).await {
+        Ok(a) => a,
+        Err(e) if name.is_some() && errors::is_not_found(&e) => Value::Null,
+        Err(e) => return Err(e),
+    };
+    Ok(metrics_items(answer)
+        .iter()
+        .map(|m| {
+            (
+                m.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                summary_usage(m.get("usage")),
+            )
+        })
+        .collect())
+}
+
+/// Summary-shaped pod entries from the metrics API.
+async fn pod_metrics(cluster: &Cluster, args: &TopPodArgs) -> Result<Vec<Value>> {
+    let path = match (&args.name, args.all_namespaces) {
+        (_, true) => format!("{METRICS_API}/pods"),
+        (Some(n), false) => format!(
+            "{METRICS_API}/namespaces/{}/pods/{}",
+            client::encode(&cluster.namespace),
+            client::encode(n)
+        ),
+        (None, false) => format!(
+            "{METRICS_API}/namespaces/{}/pods",
+            client::encode(&cluster.namespace)
+        ),
+    };
+    let answer = match cluster.get(&path).await {
+        Ok(a) => a,
+        Err(e) if errors::is_not_found(&e) => Value::Null,
+        Err(e) => return Err(e),
+    };
+    Ok(metrics_items(answer).iter().map(pod_entry).collect())
+}
+
 async fn summary(cluster: &Cluster, node: &str) -> Result<Value> {
     cluster
         .get(&format!(
@@ -87,6 +217,18 @@ fn allocatable(node: &Value, what: &str) -> Option<Quantity> {
         .and_then(|s| Quantity::parse(s).ok())
 }
 
+fn node_row(name: String, node: &Value, cpu: Option<u64>, mem: Option<u64>) -> Vec<String> {
+    vec![
+        name,
+        or_unknown(cpu, millicores),
+        cpu.map(|c| percent(c, allocatable(node, "cpu"), true))
+            .unwrap_or_else(|| "<unknown>".into()),
+        or_unknown(mem, mebibytes),
+        mem.map(|m| percent(m, allocatable(node, "memory"), false))
+            .unwrap_or_else(|| "<unknown>".into()),
+    ]
+}
+
 /// One row per node; nodes whose daemon cannot be asked read `<unknown>`.
 pub async fn nodes(cluster: &Cluster, name: Option<&str>, no_headers: bool) -> Result<()> {
     let objects: Vec<Value> = match name {
@@ -108,12 +250,26 @@ pub async fn nodes(cluster: &Cluster, name: Option<&str>, no_headers: bool) -> R
     }
     let mut rows = Vec::new();
     let mut failures = errors::Failures::default();
+    let from_api = if metrics_api_served(cluster).await {
+        Some(node_metrics(cluster, name).await?)
+    } else {
+        None
+    };
     for node in &objects {
         let n = node
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        if let Some(metrics) = &from_api {
+            let (cpu, mem) = match metrics.get(&n) {
+                Some(entry) => usage(entry),
+                None if name.is_some() => anyhow::bail!("metrics not available yet"),
+                None => (None, None),
+            };
+            rows.push(node_row(n, node, cpu, mem));
+            continue;
+        }
         let (cpu, mem) = match summary(cluster, &n).await {
             Ok(s) => usage(s.get("node").unwrap_or(&Value::Null)),
             Err(e) => {
@@ -124,15 +280,7 @@ pub async fn nodes(cluster: &Cluster, name: Option<&str>, no_headers: bool) -> R
                 (None, None)
             }
         };
-        rows.push(vec![
-            n,
-            or_unknown(cpu, millicores),
-            cpu.map(|c| percent(c, allocatable(node, "cpu"), true))
-                .unwrap_or_else(|| "<unknown>".into()),
-            or_unknown(mem, mebibytes),
-            mem.map(|m| percent(m, allocatable(node, "memory"), false))
-                .unwrap_or_else(|| "<unknown>".into()),
-        ]);
+        rows.push(node_row(n, node, cpu, mem));
     }
     let header = ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
         .map(String::from)
@@ -151,8 +299,13 @@ pub struct TopPodArgs {
 }
 
 pub async fn pods(cluster: &Cluster, args: &TopPodArgs) -> Result<()> {
-    let nodes = node_names(&cluster.get("/api/v1/nodes").await?);
     let mut entries: Vec<Value> = Vec::new();
+    let nodes = if metrics_api_served(cluster).await {
+        entries = pod_metrics(cluster, args).await?;
+        Vec::new()
+    } else {
+        node_names(&cluster.get("/api/v1/nodes").await?)
+    };
     for node in &nodes {
         match summary(cluster, node).await {
             Ok(s) => entries.extend(
@@ -268,5 +421,21 @@ mod tests {
             "12%"
         );
         assert_eq!(percent(1, None, false), "<unknown>");
+    }
+
+    #[test]
+    fn metrics_api_answers_read_as_summaries() {
+        let pm = json!({"metadata": {"name": "web", "namespace": "default"},
+            "containers": [{"name": "a", "usage": {"cpu": "250m", "memory": "12Mi"}},
+                {"name": "b", "usage": {"cpu": "1500000n", "memory": "1024Ki"}}]});
+        let entry = pod_entry(&pm);
+        assert_eq!(
+            entry["podRef"],
+            json!({"name": "web", "namespace": "default"})
+        );
+        assert_eq!(usage(&entry), (Some(251_500_000), Some(13_631_488)));
+        assert_eq!(metrics_items(json!({"items": [pm.clone()]})).len(), 1);
+        assert_eq!(metrics_items(pm).len(), 1);
+        assert_eq!(metrics_items(Value::Null).len(), 0);
     }
 }

@@ -334,10 +334,18 @@ fn port_forward_and_top() {
         .ctl(&["top", "pods", "-A", "--no-headers"])
         .ok()
         .to_string();
-    assert!(
-        out.lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>()
-                == ["other", "elsewhere", "100m", "100Mi"]),
+    // The numbers come from the resource metrics API (which, as metrics-server, lists only
+    // pods the API server knows), with a NAMESPACE column.
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec!["default", "duo", "2m", "3Mi"],
+            vec!["default", "solo", "5m", "12Mi"],
+        ],
         "{out}"
     );
     let out = server

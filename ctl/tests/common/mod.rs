@@ -77,6 +77,12 @@ impl Run {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server started with extra `serve` flags (e.g. `--controllers=none`, so that the
+    /// test alone decides what objects exist and what their status says).
+    pub fn start_with(extra: &[&str]) -> Server {
         let bin = control_bin();
         assert!(
             bin.exists(),
@@ -92,6 +98,7 @@ impl Server {
             .arg(dir.path().join("data"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
