@@ -1152,3 +1152,48 @@ async fn nodes_get_distinct_pod_cidrs_and_a_taken_one_is_refused() {
         other => panic!("expected 422, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_without_a_class_get_the_default_and_pods_default_tolerations() {
+    let server = TestServer::start().await;
+    let http = server.http();
+    let (code, claim) = http
+        .post(
+            "/api/v1/namespaces/default/persistentvolumeclaims",
+            &json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{claim}");
+    assert_eq!(claim["spec"]["storageClassName"], "local-path");
+    let (code, explicit) = http
+        .post(
+            "/api/v1/namespaces/default/persistentvolumeclaims",
+            &json!({"metadata": {"name": "none"}, "spec": {"storageClassName": "", "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{explicit}");
+    assert_eq!(explicit["spec"]["storageClassName"], "");
+
+    let (code, pod) = http
+        .post(
+            "/api/v1/namespaces/default/pods",
+            &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{pod}");
+    let keys: Vec<&str> = pod["spec"]["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable"
+        ]
+    );
+}

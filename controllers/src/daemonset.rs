@@ -61,13 +61,12 @@ const COMPONENT: &str = "daemonset-controller";
 /// How long a create or delete may stay unseen by the cache before it is assumed lost.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(60);
 
-const NOT_READY: &str = "node.kubernetes.io/not-ready";
-const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-const DISK_PRESSURE: &str = "node.kubernetes.io/disk-pressure";
-const MEMORY_PRESSURE: &str = "node.kubernetes.io/memory-pressure";
-const PID_PRESSURE: &str = "node.kubernetes.io/pid-pressure";
-const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
-const NETWORK_UNAVAILABLE: &str = "node.kubernetes.io/network-unavailable";
+use skiff_api::constants::{
+    TAINT_NODE_DISK_PRESSURE as DISK_PRESSURE, TAINT_NODE_MEMORY_PRESSURE as MEMORY_PRESSURE,
+    TAINT_NODE_NETWORK_UNAVAILABLE as NETWORK_UNAVAILABLE, TAINT_NODE_NOT_READY as NOT_READY,
+    TAINT_NODE_PID_PRESSURE as PID_PRESSURE, TAINT_NODE_UNREACHABLE as UNREACHABLE,
+    TAINT_NODE_UNSCHEDULABLE as UNSCHEDULABLE,
+};
 
 pub fn start(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
     let daemon_sets = ctx.informers.daemon_sets.reader();

@@ -48,11 +48,11 @@ use crate::error::{Error, Result};
 use crate::events::{EventType, Recorder};
 use crate::objects::is_terminating;
 
-pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-pub const TAINT_MEMORY_PRESSURE: &str = "node.kubernetes.io/memory-pressure";
-pub const TAINT_DISK_PRESSURE: &str = "node.kubernetes.io/disk-pressure";
-pub const TAINT_PID_PRESSURE: &str = "node.kubernetes.io/pid-pressure";
+pub use skiff_api::constants::{
+    TAINT_NODE_DISK_PRESSURE as TAINT_DISK_PRESSURE,
+    TAINT_NODE_MEMORY_PRESSURE as TAINT_MEMORY_PRESSURE, TAINT_NODE_NOT_READY as TAINT_NOT_READY,
+    TAINT_NODE_PID_PRESSURE as TAINT_PID_PRESSURE, TAINT_NODE_UNREACHABLE as TAINT_UNREACHABLE,
+};
 pub const NO_EXECUTE: &str = "NoExecute";
 pub const NO_SCHEDULE: &str = "NoSchedule";
 

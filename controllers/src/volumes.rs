@@ -57,7 +57,7 @@ pub const LOCAL_PATH_PROVISIONER: &str = "skiff.io/local-path";
 /// Where local-path volumes live on their node.
 pub const LOCAL_PATH_ROOT: &str = "/var/lib/skiff/local-path";
 
-pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
+pub use skiff_api::constants::DEFAULT_STORAGE_CLASS_ANNOTATION as DEFAULT_CLASS_ANNOTATION;
 const BETA_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.beta.kubernetes.io/is-default-class";
 const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
 pub const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";

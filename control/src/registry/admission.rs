@@ -54,7 +54,12 @@ pub async fn before_create(
     uid: &str,
 ) -> ApiResult<()> {
     match (r.kind, ns) {
-        ("Pod", Some(ns)) => apply_limit_ranges(api, ns, obj).await,
+        ("Pod", Some(ns)) => {
+            apply_limit_ranges(api, ns, obj).await?;
+            add_default_toleration_seconds(obj);
+            Ok(())
+        }
+        ("PersistentVolumeClaim", Some(_)) => assign_default_storage_class(api, obj).await,
         ("Node", None) => assign_pod_cidr(api, r, obj).await,
         ("Job", _) => {
             let mut job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(obj.clone())
@@ -72,6 +77,77 @@ pub async fn before_create(
         }
         _ => Ok(()),
     }
+}
+
+/// How long pods stay on a node that is not ready or unreachable before the node lifecycle
+/// controller evicts them, unless they say otherwise (Kubernetes' DefaultTolerationSeconds).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Adds `not-ready` and `unreachable` NoExecute tolerations for 300 s to a pod that has
+/// none for them, so `kubectl get pod -o yaml` shows how long it would survive its node.
+fn add_default_toleration_seconds(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let tolerations = spec
+        .entry("tolerations")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in [
+        skiff_api::constants::TAINT_NODE_NOT_READY,
+        skiff_api::constants::TAINT_NODE_UNREACHABLE,
+    ] {
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let t_key = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
+            (effect.is_empty() || effect == "NoExecute")
+                && (t_key == key || (t_key.is_empty() && exists))
+        });
+        if !covered {
+            list.push(json!({
+                "key": key, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+            }));
+        }
+    }
+}
+
+/// A claim that does not name a class gets the default StorageClass (Kubernetes'
+/// DefaultStorageClass admission); an explicit `""` means "no class" and stays.
+async fn assign_default_storage_class(api: &ApiServer, claim: &mut Value) -> ApiResult<()> {
+    if claim
+        .pointer("/spec/storageClassName")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Ok(());
+    }
+    let storage_classes = resources::by_plural("storage.k8s.io", "v1", "storageclasses")
+        .ok_or_else(|| ApiError::internal("storageclasses resource missing"))?;
+    let classes = api.list_all(storage_classes, None).await?;
+    let default = classes
+        .iter()
+        .filter(|c| {
+            c.pointer("/metadata/annotations")
+                .and_then(|a| a.get(skiff_api::constants::DEFAULT_STORAGE_CLASS_ANNOTATION))
+                .and_then(Value::as_str)
+                == Some("true")
+        })
+        // The newest default wins, as in Kubernetes when several are marked.
+        .max_by_key(|c| {
+            object::meta_str(c, "creationTimestamp")
+                .unwrap_or("")
+                .to_string()
+        });
+    if let (Some(class), Some(spec)) = (
+        default,
+        claim.get_mut("spec").and_then(Value::as_object_mut),
+    ) {
+        spec.insert("storageClassName".into(), json!(object::name(class)));
+    }
+    Ok(())
 }
 
 /// Gives a new Node its pod CIDR (or claims the one it asks for), so the node daemon can
@@ -798,4 +874,31 @@ async fn allocate_service_inner(
         .dropped_ports
         .extend(old_ports.into_iter().filter(|p| !kept.contains(p)));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_get_default_toleration_seconds_unless_they_have_their_own() {
+        let mut pod = json!({"spec": {"containers": []}});
+        add_default_toleration_seconds(&mut pod);
+        let t = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(t[1]["tolerationSeconds"], 300);
+
+        let mut own = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}]}});
+        add_default_toleration_seconds(&mut own);
+        let t = own["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2, "only not-ready is added");
+        assert_eq!(t[0]["tolerationSeconds"], 60);
+
+        // Tolerating everything covers both.
+        let mut all = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        add_default_toleration_seconds(&mut all);
+        assert_eq!(all["spec"]["tolerations"].as_array().unwrap().len(), 1);
+    }
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
-use skiff_api::constants::{BUILTIN_NAMESPACES, NAMESPACE_FINALIZER};
+use skiff_api::constants::{
+    BUILTIN_NAMESPACES, DEFAULT_STORAGE_CLASS_ANNOTATION, NAMESPACE_FINALIZER,
+};
 use skiff_api::resources::{self, ResourceInfo, RESOURCES};
 
 use super::admission;
@@ -109,7 +111,7 @@ async fn ensure_default_storage_class(api: &Arc<ApiServer>) -> ApiResult<()> {
         None,
         json!({
             "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "metadata": {"name": "local-path", "annotations": {(DEFAULT_STORAGE_CLASS_ANNOTATION): "true"}},
             "provisioner": "skiff.io/local-path",
             "reclaimPolicy": "Delete",
             "volumeBindingMode": "WaitForFirstConsumer"
