@@ -427,7 +427,23 @@ pub async fn renew_lease(client: &kube::Client, node: &str) -> Result<(), NodeEr
     Ok(())
 }
 
-/// Renews the Lease every 10 s and the status every minute, until the task is dropped.
+/// Whether the API shows this node Ready. The node lifecycle controller marks a node that
+/// went silent `Unknown`; the node then reports at once instead of at the next minute.
+async fn shown_ready(client: &kube::Client, name: &str) -> bool {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.get_opt(name).await {
+        Ok(Some(node)) => node
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True"),
+        _ => false,
+    }
+}
+
+/// Renews the Lease every 10 s and the status every minute — or at once when the API no
+/// longer shows the node Ready — until the task is dropped.
 pub async fn heartbeat(client: kube::Client, cfg: NodeConfig, facts: HostFacts) {
     let mut tick = tokio::time::interval(LEASE_RENEW_INTERVAL);
     let mut n: u64 = 0;
@@ -437,7 +453,7 @@ pub async fn heartbeat(client: kube::Client, cfg: NodeConfig, facts: HostFacts) 
             warn!(error = %e, "renewing the node lease");
         }
         n += 1;
-        if n.is_multiple_of(6) {
+        if n.is_multiple_of(6) || !shown_ready(&client, &cfg.name).await {
             if let Err(e) = report_status(&client, &cfg, &facts).await {
                 warn!(error = %e, "reporting node status");
             }
