@@ -36,7 +36,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, Taint, Toleration,
+    PodSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -54,6 +54,7 @@ use crate::objects::{
     controller_of, controller_reference, generate_name_prefix, is_pod_available, is_pod_ready,
     is_terminating, labels, phase, pod_from_template, seconds_until_available, PodName,
 };
+use crate::placement::{term_matches, tolerates};
 
 pub const REVISION_HASH_LABEL: &str = "controller-revision-hash";
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
@@ -192,67 +193,6 @@ fn with_daemon_tolerations(spec: &PodSpec) -> Vec<Toleration> {
     all
 }
 
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty()) {
-        if effect != taint.effect {
-            return false;
-        }
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    match t.operator.as_deref().unwrap_or("Equal") {
-        // An empty key with Exists tolerates everything.
-        "Exists" => key.is_empty() || key == taint.key,
-        "Equal" => {
-            key == taint.key
-                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-/// A node selector term matches when all its expressions and fields do; an empty term
-/// matches nothing (as in Kubernetes).
-pub fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let node_labels = labels(&node.metadata);
-    let name = node.name_any();
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, node_labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            let value = (r.key == "metadata.name").then_some(name.as_str());
-            requirement_matches(r, value)
-        })
-}
-
 /// Why a daemon pod of `spec` must not run on `node`, if it must not.
 pub fn ineligibility(spec: &PodSpec, node: &Node) -> Option<String> {
     let node_labels = labels(&node.metadata);
@@ -273,7 +213,7 @@ pub fn ineligibility(spec: &PodSpec, node: &Node) -> Option<String> {
         if !required
             .node_selector_terms
             .iter()
-            .any(|t| term_matches(t, node))
+            .any(|t| term_matches(t, &node.name_any(), labels(&node.metadata)))
         {
             return Some("required node affinity does not match".into());
         }
@@ -901,6 +841,7 @@ async fn sync_revisions(
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::DaemonSetSpec;
+    use k8s_openapi::api::core::v1::Taint;
     use k8s_openapi::api::core::v1::{NodeSpec, PodCondition, PodStatus, PodTemplateSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
@@ -1053,32 +994,6 @@ mod tests {
         let mut cordoned = node("a", &[], &[]);
         cordoned.spec.as_mut().unwrap().unschedulable = Some(true);
         assert_eq!(ineligibility(&PodSpec::default(), &cordoned), None);
-    }
-
-    #[test]
-    fn tolerations_match_like_kubernetes() {
-        let taint = Taint {
-            key: "k".into(),
-            value: Some("v".into()),
-            effect: "NoSchedule".into(),
-            ..Default::default()
-        };
-        let t = |json: serde_json::Value| -> Toleration { serde_json::from_value(json).unwrap() };
-        assert!(tolerates(&t(json!({"key": "k", "value": "v"})), &taint));
-        assert!(tolerates(
-            &t(json!({"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"})),
-            &taint
-        ));
-        assert!(!tolerates(&t(json!({"key": "k", "value": "w"})), &taint));
-        assert!(!tolerates(
-            &t(json!({"key": "k", "operator": "Exists", "effect": "NoExecute"})),
-            &taint
-        ));
-        assert!(tolerates(&t(json!({"operator": "Exists"})), &taint));
-        assert!(!tolerates(
-            &t(json!({"key": "other", "operator": "Exists"})),
-            &taint
-        ));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod leader;
 pub mod manager;
 pub mod nodelifecycle;
 pub mod objects;
+pub mod placement;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;

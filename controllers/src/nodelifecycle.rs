@@ -47,6 +47,7 @@ use crate::context::{error_policy, log_outcome, object_key, Context};
 use crate::error::{Error, Result};
 use crate::events::{EventType, Recorder};
 use crate::objects::is_terminating;
+pub use crate::placement::tolerates;
 
 pub use skiff_api::constants::{
     TAINT_NODE_DISK_PRESSURE as TAINT_DISK_PRESSURE,
@@ -252,27 +253,6 @@ pub fn plan_taints(node: &Node, now: Timestamp) -> Option<Vec<Taint>> {
         }
     }
     changed.then_some(out)
-}
-
-/// Whether `toleration` tolerates `taint` (Kubernetes' `ToleratesTaint`).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty()) {
-        if effect != taint.effect {
-            return false;
-        }
-    }
-    if let Some(key) = toleration.key.as_deref().filter(|k| !k.is_empty()) {
-        if key != taint.key {
-            return false;
-        }
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
 }
 
 /// When `pod` must leave a node with `taints`: `None` when it tolerates them for ever,
@@ -800,37 +780,6 @@ mod tests {
             (t[1].key.as_str(), t[1].effect.as_str()),
             (TAINT_MEMORY_PRESSURE, NO_SCHEDULE)
         );
-    }
-
-    #[test]
-    fn toleration_matching() {
-        let t = |v: serde_json::Value| -> Toleration { serde_json::from_value(v).unwrap() };
-        let unreachable = taint(TAINT_UNREACHABLE, NO_EXECUTE, T0);
-        assert!(tolerates(&t(json!({"operator": "Exists"})), &unreachable));
-        assert!(tolerates(
-            &t(json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute"})),
-            &unreachable
-        ));
-        assert!(!tolerates(
-            &t(json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoSchedule"})),
-            &unreachable
-        ));
-        assert!(!tolerates(
-            &t(json!({"key": TAINT_NOT_READY, "operator": "Exists"})),
-            &unreachable
-        ));
-        let valued = Taint {
-            value: Some("db".into()),
-            ..taint("dedicated", NO_EXECUTE, T0)
-        };
-        assert!(tolerates(
-            &t(json!({"key": "dedicated", "value": "db"})),
-            &valued
-        ));
-        assert!(!tolerates(
-            &t(json!({"key": "dedicated", "operator": "Equal", "value": "web"})),
-            &valued
-        ));
     }
 
     #[test]

@@ -51,6 +51,7 @@ use crate::context::{error_policy, log_outcome, object_key, Context};
 use crate::error::{Error, Result};
 use crate::events::{EventType, Recorder};
 use crate::objects::{is_terminating, phase};
+use crate::placement::term_matches;
 
 /// The provisioner of skiff's default `local-path` class.
 pub const LOCAL_PATH_PROVISIONER: &str = "skiff.io/local-path";
@@ -150,45 +151,6 @@ pub struct NodeFacts {
     pub labels: BTreeMap<String, String>,
 }
 
-fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = req.values.as_deref().unwrap_or_default();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if req.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-fn term_matches(term: &NodeSelectorTerm, node: &NodeFacts) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, node.labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            let value = (r.key == "metadata.name").then_some(node.name.as_str());
-            requirement_matches(r, value)
-        })
-}
-
 /// Whether a volume may be used on `node` (no required affinity: anywhere).
 pub fn node_affinity_allows(pv: &PersistentVolume, node: &NodeFacts) -> bool {
     let Some(required) = pv
@@ -202,7 +164,7 @@ pub fn node_affinity_allows(pv: &PersistentVolume, node: &NodeFacts) -> bool {
     required
         .node_selector_terms
         .iter()
-        .any(|t| term_matches(t, node))
+        .any(|t| term_matches(t, &node.name, &node.labels))
 }
 
 /// Why a volume does not fit a claim, or `None` when it does.
