@@ -25,9 +25,7 @@ pub mod nodelifecycle;
 pub mod objects;
 pub mod placement;
 pub mod replicaset;
+pub mod scheduler;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod volumes;
-
-#[cfg(feature = "wip-scheduler")]
-pub mod scheduler;

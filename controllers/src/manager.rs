@@ -13,26 +13,22 @@ use crate::context::{Builder, Context, ControllerConfig};
 use crate::leader::{LeaderElectionConfig, LeaderElector};
 
 /// Every loop skiff runs, by the name `--controllers` uses.
-// The list grows by feature while loops are being written.
-#[allow(clippy::vec_init_then_push)]
 pub fn all_loops() -> Vec<(&'static str, Builder)> {
-    #[allow(unused_mut)]
-    let mut loops: Vec<(&'static str, Builder)> = Vec::new();
-    #[cfg(feature = "wip-scheduler")]
-    loops.push(("scheduler", crate::scheduler::start));
-    loops.push(("replicaset", crate::replicaset::start));
-    loops.push(("deployment", crate::deployment::start));
-    loops.push(("daemonset", crate::daemonset::start));
-    loops.push(("job", crate::job::start));
-    loops.push(("cronjob", crate::cronjob::start));
-    loops.push(("statefulset", crate::statefulset::start));
-    loops.push(("persistentvolume-binder", crate::volumes::start));
-    loops.push(("nodelifecycle", crate::nodelifecycle::start));
-    loops.push(("horizontalpodautoscaling", crate::hpa::start));
-    loops.push(("endpoints", crate::endpoints::start));
-    loops.push(("garbagecollector", crate::gc::start));
-    loops.push(("serviceaccount", crate::serviceaccount::start));
-    loops
+    vec![
+        ("scheduler", crate::scheduler::start),
+        ("replicaset", crate::replicaset::start),
+        ("deployment", crate::deployment::start),
+        ("daemonset", crate::daemonset::start),
+        ("job", crate::job::start),
+        ("cronjob", crate::cronjob::start),
+        ("statefulset", crate::statefulset::start),
+        ("persistentvolume-binder", crate::volumes::start),
+        ("nodelifecycle", crate::nodelifecycle::start),
+        ("horizontalpodautoscaling", crate::hpa::start),
+        ("endpoints", crate::endpoints::start),
+        ("garbagecollector", crate::gc::start),
+        ("serviceaccount", crate::serviceaccount::start),
+    ]
 }
 
 pub struct ManagerConfig {
