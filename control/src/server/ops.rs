@@ -112,6 +112,8 @@ fn parse_propagation(p: &str) -> ApiResult<Propagation> {
 pub enum Part {
     Main,
     Status,
+    /// A pod's binding: `spec.nodeName` and its `PodScheduled` condition in one write.
+    Binding,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -466,9 +468,16 @@ impl ApiServer {
             match part {
                 Part::Main => registry::prepare_for_update(r, &mut new, &old),
                 Part::Status => registry::prepare_for_status_update(&mut new, &old),
+                Part::Binding => {
+                    let status = new.get("status").cloned();
+                    registry::prepare_for_update(r, &mut new, &old);
+                    if let Some(status) = status {
+                        new["status"] = status;
+                    }
+                }
             }
             let mut new = registry::normalize(r, new)?;
-            if part == Part::Main {
+            if part != Part::Status {
                 registry::validate_update(r, &new, &old)?;
             }
             registry::bump_generation(r, &mut new, &old);
@@ -762,7 +771,7 @@ impl ApiServer {
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
             .map(String::from);
-        self.guaranteed_update(pods, Some(ns), name, None, Part::Main, false, |old| {
+        self.guaranteed_update(pods, Some(ns), name, None, Part::Binding, false, |old| {
             if let Some(uid) = &uid_precondition {
                 if uid != object::uid(old) {
                     return Err(ApiError::conflict_message(
@@ -792,20 +801,13 @@ impl ApiServer {
             }
             let mut new = old.clone();
             new["spec"]["nodeName"] = json!(target);
-            Ok(new)
-        })
-        .await?;
-        // The PodScheduled condition lives in status, written through the status path.
-        let now = object::now();
-        self.guaranteed_update(pods, Some(ns), name, None, Part::Status, false, |old| {
-            let mut new = old.clone();
             let mut conditions: Vec<Value> = old
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
             conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-            conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+            conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now()}));
             new["status"]["conditions"] = json!(conditions);
             Ok(new)
         })
