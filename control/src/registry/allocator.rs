@@ -349,9 +349,31 @@ impl PodCidrAllocator {
             }
             return Err(AllocError::PodCidrTaken(cidr.display()));
         }
+        // One read of the blocks already handed out, then writes only for free ones: trying
+        // every block in turn costs a write per node already registered.
+        let held = self.store.list(POD_CIDR_PREFIX, None, 0).await?.items;
+        let mut taken = HashSet::with_capacity(held.len());
+        for kv in held {
+            if kv.value == node.as_bytes() {
+                if let Some(base) = kv.key.strip_prefix(POD_CIDR_PREFIX) {
+                    if let Ok(base) = base.parse::<Ipv4Addr>() {
+                        let cidr = Ipv4Cidr {
+                            base: u32::from(base),
+                            prefix_len: self.node_prefix_len,
+                        };
+                        return Ok(cidr.display());
+                    }
+                }
+            }
+            taken.insert(kv.key);
+        }
         for n in 0..self.blocks() {
             let cidr = self.block(n);
-            if self.claim_for(&Self::key(&cidr), node).await? {
+            let key = Self::key(&cidr);
+            if taken.contains(&key) {
+                continue;
+            }
+            if self.claim_for(&key, node).await? {
                 return Ok(cidr.display());
             }
         }
