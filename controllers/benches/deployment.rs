@@ -8,13 +8,15 @@
 //!
 //! `cargo bench -p skiff-controllers --bench deployment [-- --replicas N --nodes M]`
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -25,18 +27,9 @@ use skiff_controllers::clock::SystemClock;
 use skiff_controllers::context::ControllerConfig;
 use skiff_controllers::manager::{self, ManagerConfig};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let replicas = arg("--replicas", 1000);
-    let nodes = arg("--nodes", 100);
+    let replicas = common::arg("--replicas", 1000);
+    let nodes = common::arg("--nodes", 100);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(run(replicas, nodes));
 }
@@ -45,32 +38,7 @@ async fn run(replicas: usize, node_count: usize) {
     let server = TestServer::start().await;
     let client = server.client().await;
 
-    let nodes: Api<Node> = Api::all(client.clone());
-    futures::stream::iter(0..node_count)
-        .map(|i| {
-            let nodes = nodes.clone();
-            async move {
-                let name = format!("sim-{i:04}");
-                let node: Node = serde_json::from_value(json!({
-                    "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-                }))
-                .expect("node JSON");
-                nodes.create(&PostParams::default(), &node).await.expect("create node");
-                let now = Time(jiff::Timestamp::now());
-                let status = json!({"status": {
-                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": "110"},
-                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "110"},
-                    "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": now, "lastTransitionTime": now}],
-                }});
-                nodes
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                    .await
-                    .expect("node status");
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
+    common::create_nodes(&client, node_count, "64", "256Gi", 32).await;
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let loops = tokio::spawn(manager::run(

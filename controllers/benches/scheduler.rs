@@ -8,13 +8,14 @@
 //!
 //! `cargo bench -p skiff-controllers --bench scheduler [-- --nodes N --pods M]`
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use skiff_control::testing::TestServer;
 use skiff_controllers::clock::SystemClock;
@@ -27,55 +28,15 @@ use skiff_controllers::scheduler::{self, Metrics};
 /// Requests written at once while setting up.
 const SETUP_CONCURRENCY: usize = 64;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let nodes = arg("--nodes", 5000);
-    let pods = arg("--pods", 10_000);
+    let nodes = common::arg("--nodes", 5000);
+    let pods = common::arg("--pods", 10_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     in_memory(nodes, pods);
     runtime.block_on(run(nodes, pods));
-}
-
-async fn create_nodes(client: &kube::Client, count: usize) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let nodes = nodes.clone();
-            async move {
-                let mut node = sim_node(i);
-                let name = node.metadata.name.clone().unwrap_or_default();
-                node.status = None;
-                nodes
-                    .create(&PostParams::default(), &node)
-                    .await
-                    .expect("create node");
-                let now = Time(jiff::Timestamp::now());
-                let status = json!({"status": {
-                    "capacity": {"cpu": "32", "memory": "128Gi", "pods": "110"},
-                    "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
-                    "conditions": [{"type": "Ready", "status": "True",
-                                    "lastHeartbeatTime": now, "lastTransitionTime": now}],
-                }});
-                nodes
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                    .await
-                    .expect("node status");
-            }
-        })
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
 }
 
 async fn create_pods(client: &kube::Client, count: usize) {
@@ -101,18 +62,10 @@ async fn create_pods(client: &kube::Client, count: usize) {
 }
 
 fn sim_node(i: usize) -> Node {
-    let name = format!("sim-{i:05}");
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {
-            "kubernetes.io/hostname": name,
-            "topology.kubernetes.io/zone": format!("zone-{}", i % 3),
-        }},
-        "status": {
-            "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    }))
-    .expect("node JSON")
+    let mut node = common::node_object(i);
+    node.status =
+        Some(serde_json::from_value(common::node_status("32", "128Gi")).expect("node status JSON"));
+    node
 }
 
 /// The scheduler's own ceiling: decisions over the in-memory cache, no API server.
@@ -163,7 +116,7 @@ async fn run(node_count: usize, pod_count: usize) {
     let client = server.client().await;
 
     let setup = Instant::now();
-    create_nodes(&client, node_count).await;
+    common::create_nodes(&client, node_count, "32", "128Gi", SETUP_CONCURRENCY).await;
     let nodes_took = setup.elapsed();
     create_pods(&client, pod_count).await;
     println!(
