@@ -51,8 +51,9 @@ use crate::context::{error_policy, log_outcome, object_key, Context};
 use crate::error::{Error, Result};
 use crate::events::{EventType, Recorder};
 use crate::objects::{
-    controller_of, controller_reference, generate_name_prefix, is_pod_available, is_pod_ready,
-    is_terminating, labels, phase, pod_from_template, seconds_until_available, PodName,
+    controlled_by, controller_of, controller_reference, generate_name_prefix, is_pod_available,
+    is_pod_ready, is_terminating, labels, phase, pod_from_template, seconds_until_available,
+    PodName,
 };
 use crate::placement::{term_matches, tolerates};
 
@@ -671,12 +672,7 @@ async fn reconcile(ds: Arc<DaemonSet>, st: Arc<DaemonSetLoop>) -> Result<Action>
     let all_nodes = st.nodes.state();
     let nodes: Vec<&Node> = all_nodes.iter().map(|n| n.as_ref()).collect();
     let all_pods = st.pods.state();
-    let pods: Vec<&Pod> = all_pods
-        .iter()
-        .map(|p| p.as_ref())
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|p| controller_of(&p.metadata).is_some_and(|r| r.uid == uid))
-        .collect();
+    let pods: Vec<&Pod> = controlled_by(&all_pods, &ns, &uid);
 
     // Forget in-flight work the cache now shows.
     let pending: HashSet<String> = {

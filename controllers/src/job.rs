@@ -46,7 +46,9 @@ use crate::clock::seconds_between;
 use crate::context::{error_policy, log_outcome, object_key, Context};
 use crate::error::{Error, Result};
 use crate::events::{EventType, Recorder};
-use crate::objects::{controller_of, controller_reference, is_pod_ready, is_terminating, phase};
+use crate::objects::{
+    controlled_by, controller_of, controller_reference, is_pod_ready, is_terminating, phase,
+};
 use crate::objects::{generate_name_prefix, pod_from_template, PodName};
 
 /// The finalizer that keeps a Job's pod until the Job counted it.
@@ -590,12 +592,7 @@ async fn reconcile(job: Arc<Job>, st: Arc<JobLoop>) -> Result<Action> {
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
 
     let all = st.pods.state();
-    let pods: Vec<&Pod> = all
-        .iter()
-        .map(|p| p.as_ref())
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|p| controller_of(&p.metadata).is_some_and(|r| r.uid == uid))
-        .collect();
+    let pods: Vec<&Pod> = controlled_by(&all, &ns, &uid);
 
     // Forget what the cache now shows.
     let unfinalized: HashSet<String> = {

@@ -25,6 +25,20 @@ pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
     controller_of(meta).is_some_and(|r| r.uid == uid)
 }
 
+/// The objects in `namespace` that the object with `uid` controls, from a cache's state.
+pub fn controlled_by<'a, K: kube::Resource>(
+    objects: &'a [std::sync::Arc<K>],
+    namespace: &str,
+    uid: &str,
+) -> Vec<&'a K> {
+    objects
+        .iter()
+        .map(|o| o.as_ref())
+        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
+        .filter(|o| is_controlled_by(o.meta(), uid))
+        .collect()
+}
+
 /// A controller owner reference to `owner`: deletion of the owner waits for the dependent
 /// under foreground propagation.
 pub fn controller_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {

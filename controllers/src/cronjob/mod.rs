@@ -43,7 +43,7 @@ use serde_json::json;
 use crate::context::{error_policy, log_outcome, object_key, Context};
 use crate::error::{Error, Result};
 use crate::events::{object_reference, EventType, Recorder};
-use crate::objects::{controller_of, controller_reference, is_terminating};
+use crate::objects::{controlled_by, controller_of, controller_reference, is_terminating};
 
 pub use schedule::{Schedule, ScheduleError};
 
@@ -217,12 +217,7 @@ async fn reconcile(cj: Arc<CronJob>, st: Arc<CronJobLoop>) -> Result<Action> {
     let cj_api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
 
     let all_jobs = st.jobs.state();
-    let owned: Vec<&Job> = all_jobs
-        .iter()
-        .map(|j| j.as_ref())
-        .filter(|j| j.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|j| controller_of(&j.metadata).is_some_and(|r| r.uid == uid))
-        .collect();
+    let owned: Vec<&Job> = controlled_by(&all_jobs, &ns, &uid);
 
     let old_status = cj.status.clone().unwrap_or_default();
     let mut status = old_status.clone();
