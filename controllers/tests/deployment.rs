@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::json;
@@ -152,13 +152,9 @@ async fn complete_rollout(cluster: &Cluster, api: &Api<Deployment>, name: &str) 
 
 async fn events(cluster: &Cluster, reason: &str) -> Vec<String> {
     cluster
-        .api::<Event>(NS)
-        .list(&ListParams::default())
+        .events(NS, reason)
         .await
-        .expect("list events")
-        .items
         .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
         .filter_map(|e| e.message)
         .collect()
 }

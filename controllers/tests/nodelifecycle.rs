@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use skiff_controllers::nodelifecycle::{self, TAINT_NOT_READY, TAINT_UNREACHABLE};
 use support::{eventually, Cluster, WAIT};
@@ -112,17 +112,6 @@ async fn wait_marked(c: &Cluster, name: &str) {
     .await;
 }
 
-async fn events(c: &Cluster, reason: &str) -> Vec<Event> {
-    c.api::<Event>("default")
-        .list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_expiry_taints_the_node_evicts_its_pods_and_renewal_heals_it() {
     let mut c = Cluster::new().await;
@@ -196,7 +185,7 @@ async fn lease_expiry_taints_the_node_evicts_its_pods_and_renewal_heals_it() {
         let added = t.time_added.as_ref().expect("timeAdded").0;
         assert_eq!(added.as_second(), tainted_at.as_second());
     }
-    assert!(!events(&c, "NodeNotReady").await.is_empty());
+    assert!(!c.events("default", "NodeNotReady").await.is_empty());
     // Its pods no longer count as ready.
     eventually("pods marked not ready", WAIT, || async {
         let pods = c.pods("default", "app=lifecycle").await;
@@ -212,7 +201,7 @@ async fn lease_expiry_taints_the_node_evicts_its_pods_and_renewal_heals_it() {
     assert!(!marked_for_deletion(&c, "short").await);
     c.clock.advance(Duration::from_secs(1));
     wait_marked(&c, "short").await;
-    let evicted = events(&c, "TaintManagerEviction").await;
+    let evicted = c.events("default", "TaintManagerEviction").await;
     assert!(
         evicted
             .iter()

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Event, Pod, ReplicationController, ResourceQuota};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController, ResourceQuota};
+use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::json;
 use skiff_controllers::objects::controller_of;
@@ -55,18 +55,6 @@ async fn wait_pods(cluster: &Cluster, selector: &str, n: usize) -> Vec<Pod> {
 
 fn names(pods: &[Pod]) -> BTreeSet<String> {
     pods.iter().map(|p| p.name_any()).collect()
-}
-
-async fn events(cluster: &Cluster, reason: &str) -> Vec<Event> {
-    cluster
-        .api::<Event>(NS)
-        .list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,8 +131,8 @@ async fn replica_set_scales_up_and_down_deleting_the_least_useful_pods_first() {
             .then_some(())
     })
     .await;
-    assert!(events(&cluster, "SuccessfulCreate").await.len() >= 5);
-    assert!(!events(&cluster, "SuccessfulDelete").await.is_empty());
+    assert!(cluster.events(NS, "SuccessfulCreate").await.len() >= 5);
+    assert!(!cluster.events(NS, "SuccessfulDelete").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +328,7 @@ async fn failed_creates_set_replica_failure_and_clear_when_fixed() {
     .await;
     assert_eq!(cond.status, "True");
     assert_eq!(cond.reason.as_deref(), Some("FailedCreate"));
-    assert!(!events(&cluster, "FailedCreate").await.is_empty());
+    assert!(!cluster.events(NS, "FailedCreate").await.is_empty());
     assert_eq!(cluster.pods(NS, "app=big").await.len(), 1);
 
     quotas

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
@@ -156,6 +156,18 @@ impl Cluster {
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
             .await
             .expect("set pod phase")
+    }
+
+    /// The Events in `ns` with `reason`.
+    pub async fn events(&self, ns: &str, reason: &str) -> Vec<Event> {
+        self.api::<Event>(ns)
+            .list(&ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .collect()
     }
 
     /// The pods in `ns` matching `selector` (e.g. `app=web`), sorted by name.
