@@ -15,7 +15,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
-    Preconditions, PropagationPolicy,
+    PropagationPolicy,
 };
 use kube::Resource;
 use serde_json::json;
@@ -23,6 +23,7 @@ use skiff_api::resources;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::objects;
 
 /// Time between sweeps.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(20);
@@ -183,15 +184,11 @@ async fn collect(ctx: &Context, owners: &mut OwnerLookup, dep: &Dependent) -> Re
             tracing::info!(object = %dep.describe(), "deleting: all owners are gone");
             let params = DeleteParams {
                 propagation_policy: Some(PropagationPolicy::Background),
-                preconditions: Some(Preconditions {
-                    uid: dep.meta.uid.clone(),
-                    resource_version: None,
-                }),
-                ..Default::default()
+                ..objects::delete_exactly(dep.meta.uid.as_deref())
             };
             match api.delete(&name, &params).await {
                 Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+                Err(e) if objects::already_gone(&e) => Ok(()),
                 Err(e) => Err(Error::api("delete", dep.describe(), e)),
             }
         }

@@ -46,6 +46,7 @@ use crate::clock::seconds_between;
 use crate::context::{error_policy, log_outcome, object_key, Context};
 use crate::error::{Error, Result};
 use crate::events::{EventType, Recorder};
+use crate::objects::delete_exactly;
 use crate::objects::{
     controlled_by, controller_of, controller_reference, is_pod_ready, is_terminating, phase,
 };
@@ -807,11 +808,7 @@ async fn reconcile(job: Arc<Job>, st: Arc<JobLoop>) -> Result<Action> {
     if decision.delete_job {
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
-            preconditions: Some(kube::api::Preconditions {
-                uid: Some(uid.clone()),
-                resource_version: None,
-            }),
-            ..Default::default()
+            ..delete_exactly(Some(&uid))
         };
         match jobs.delete(&name, &dp).await {
             Ok(_) => tracing::info!(job = key, "deleted after ttlSecondsAfterFinished"),

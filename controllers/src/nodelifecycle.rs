@@ -38,7 +38,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
@@ -46,6 +46,7 @@ use kube::ResourceExt;
 use crate::context::{error_policy, log_outcome, object_key, Context};
 use crate::error::{Error, Result};
 use crate::events::{EventType, Recorder};
+use crate::objects::delete_exactly;
 use crate::objects::is_terminating;
 pub use crate::placement::tolerates;
 
@@ -549,14 +550,8 @@ async fn mark_pods_not_ready(
 
 async fn evict(state: &NodeLifecycle, ns: &str, name: &str, uid: &str) -> Result<()> {
     let api: Api<Pod> = Api::namespaced(state.ctx.client.clone(), ns);
-    let params = DeleteParams {
-        // Only this pod: a replacement under the same name (StatefulSet) stays.
-        preconditions: (!uid.is_empty()).then(|| Preconditions {
-            uid: Some(uid.to_string()),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
+    // Only this pod: a replacement under the same name (StatefulSet) stays.
+    let params = delete_exactly(Some(uid));
     match api.delete(name, &params).await {
         Ok(_) => {
             tracing::info!(pod = %format!("{ns}/{name}"), "evicted from a tainted node");

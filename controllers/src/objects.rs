@@ -52,6 +52,26 @@ pub fn controller_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerRe
     }
 }
 
+/// Delete parameters that remove only this incarnation of an object: a replacement created
+/// under the same name (another uid) is left alone.
+pub fn delete_exactly(uid: Option<&str>) -> kube::api::DeleteParams {
+    kube::api::DeleteParams {
+        preconditions: uid
+            .filter(|u| !u.is_empty())
+            .map(|u| kube::api::Preconditions {
+                uid: Some(u.to_string()),
+                resource_version: None,
+            }),
+        ..Default::default()
+    }
+}
+
+/// A delete that had nothing left to do: the object is gone (404), or the uid precondition
+/// of `delete_exactly` failed because it was already replaced (409).
+pub fn already_gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 409)
+}
+
 pub fn labels(meta: &ObjectMeta) -> &BTreeMap<String, String> {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
     meta.labels.as_ref().unwrap_or(&EMPTY)
@@ -212,5 +232,13 @@ mod tests {
     fn long_owner_names_leave_room_for_the_suffix() {
         assert_eq!(generate_name_prefix("web"), "web-");
         assert_eq!(generate_name_prefix(&"a".repeat(80)).len(), 58);
+    }
+
+    #[test]
+    fn deletes_name_the_incarnation_when_its_uid_is_known() {
+        let p = delete_exactly(Some("u1")).preconditions.unwrap();
+        assert_eq!(p.uid.as_deref(), Some("u1"));
+        assert!(delete_exactly(Some("")).preconditions.is_none());
+        assert!(delete_exactly(None).preconditions.is_none());
     }
 }

@@ -31,8 +31,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::Preconditions;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
@@ -46,6 +45,7 @@ use crate::context::{error_policy, log_outcome, object_key, Context};
 use crate::error::{Error, Result};
 use crate::events::{EventType, Recorder};
 use crate::informers::{Informers, Shared};
+use crate::objects::delete_exactly;
 use crate::objects::{
     controller_of, controller_reference, generate_name_prefix, is_pod_active, is_pod_available,
     is_pod_ready, is_terminating, labels, map_selector, phase, pod_from_template, ready_since,
@@ -1003,13 +1003,7 @@ async fn delete_pod<K: ReplicaKind>(
     pod: &Pod,
 ) -> Result<()> {
     let name = pod.name_any();
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: pod.metadata.uid.clone(),
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
+    let params = delete_exactly(pod.metadata.uid.as_deref());
     if let Some(pod_uid) = &pod.metadata.uid {
         state.expectations.deleted(uid, pod_uid);
     }

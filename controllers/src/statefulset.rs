@@ -37,7 +37,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::Store;
 use kube::ResourceExt;
@@ -46,6 +46,7 @@ use serde_json::{json, Value};
 use crate::context::{error_policy, log_outcome, object_key, Context};
 use crate::error::{Error, Result};
 use crate::events::{EventType, Recorder};
+use crate::objects::{already_gone, delete_exactly};
 use crate::objects::{
     controller_of, controller_reference, is_controlled_by, is_pod_available, is_terminating, phase,
     pod_from_template, seconds_until_available, selector, PodName,
@@ -680,11 +681,6 @@ fn is_already_exists(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
-fn is_gone(e: &kube::Error) -> bool {
-    // 404: already deleted; 409: the uid precondition failed (it is a replacement already).
-    matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 409)
-}
-
 impl Loop {
     async fn adopt(&self, set: &StatefulSet, pod: &Pod) -> Result<Option<Pod>> {
         let api: Api<Pod> = Api::namespaced(
@@ -701,7 +697,7 @@ impl Loop {
             .await
         {
             Ok(p) => Ok(Some(p)),
-            Err(e) if is_gone(&e) => Ok(None),
+            Err(e) if already_gone(&e) => Ok(None),
             Err(e) => Err(Error::api("adopt", format!("pod {}", object_key(pod)), e)),
         }
     }
@@ -862,13 +858,7 @@ impl Loop {
             }
             Step::DeletePod { name, uid, why } => {
                 let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: Some(uid.clone()),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
+                let params = delete_exactly(Some(uid));
                 match api.delete(name, &params).await {
                     Ok(_) => {
                         tracing::debug!(statefulset = %object_key(set), pod = name, ?why, "deleted pod");
@@ -882,7 +872,7 @@ impl Loop {
                             .await;
                         Ok(())
                     }
-                    Err(e) if is_gone(&e) => Ok(()),
+                    Err(e) if already_gone(&e) => Ok(()),
                     Err(e) => {
                         self.recorder
                             .publish(
@@ -900,13 +890,7 @@ impl Loop {
             }
             Step::DeleteClaim { name, uid } => {
                 let api: Api<PersistentVolumeClaim> = Api::namespaced(self.ctx.client.clone(), &ns);
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: Some(uid.clone()),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
+                let params = delete_exactly(Some(uid));
                 match api.delete(name, &params).await {
                     Ok(_) => {
                         self.recorder
@@ -921,7 +905,7 @@ impl Loop {
                             .await;
                         Ok(())
                     }
-                    Err(e) if is_gone(&e) => Ok(()),
+                    Err(e) if already_gone(&e) => Ok(()),
                     Err(e) => Err(Error::api(
                         "delete",
                         format!("persistentvolumeclaim {ns}/{name}"),
@@ -1012,15 +996,9 @@ impl Loop {
         spare.sort_by_key(|r| r.revision);
         let api: Api<ControllerRevision> = Api::namespaced(self.ctx.client.clone(), &ns);
         for rev in &spare[..spare.len() - limit] {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: rev.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
+            let params = delete_exactly(rev.metadata.uid.as_deref());
             if let Err(e) = api.delete(&rev.name_any(), &params).await {
-                if !is_gone(&e) {
+                if !already_gone(&e) {
                     tracing::warn!(revision = %object_key(rev.as_ref()), error = %e, "deleting old revision");
                 }
             }

@@ -39,7 +39,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
@@ -50,6 +50,7 @@ use skiff_api::quantity::Quantity;
 use crate::context::{error_policy, log_outcome, object_key, Context};
 use crate::error::{Error, Result};
 use crate::events::{EventType, Recorder};
+use crate::objects::{already_gone, delete_exactly};
 use crate::objects::{is_terminating, phase};
 use crate::placement::term_matches;
 
@@ -501,10 +502,6 @@ pub fn start(ctx: &Arc<Context>) -> BoxFuture<'static, ()> {
         }
     };
     run.boxed()
-}
-
-fn is_conflict_or_gone(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 409)
 }
 
 async fn reconcile_claim(pvc: Arc<PersistentVolumeClaim>, b: Arc<Binder>) -> Result<Action> {
@@ -1082,18 +1079,12 @@ impl Binder {
                 }
             }
             Reclaim::Delete => {
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: pv.metadata.uid.clone(),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
+                let params = delete_exactly(pv.metadata.uid.as_deref());
                 match self.volume_api().delete(&name, &params).await {
                     Ok(_) => {
                         tracing::info!(volume = name, "deleted volume whose claim is gone");
                     }
-                    Err(e) if is_conflict_or_gone(&e) => {}
+                    Err(e) if already_gone(&e) => {}
                     Err(e) => {
                         self.recorder
                             .publish(pv, EventType::Warning, "VolumeFailedDelete", &e.to_string())
